@@ -1,0 +1,1 @@
+"""Triton kernels of mvlift, installed as ``mvlift.kernels``. Call them through ``mvlift.ops``."""

@@ -1,0 +1,147 @@
+"""mvlift's own ``.npz`` files for a 3D :class:`Motion` or a 2D :class:`Sequence2D`.
+
+Keys (all plain arrays, readable with ``np.load(..., allow_pickle=False)``):
+
+- common: ``format_version`` (int, currently 1), ``kind`` (``'motion'`` or ``'sequence2d'``), ``fps``,
+  ``joint_names`` (J strings), ``parents`` (J ints), ``skeleton`` (registered skeleton name or ``''``),
+  ``source``.
+- motion: ``positions`` (T, J, 3) float64 metres.
+- sequence2d: ``keypoints`` (T, J, 2) float64 pixels, ``confidence`` (T, J), ``image_size`` (2,) ints
+  ((0, 0) = unknown).
+
+Writes are atomic: the data goes to a temporary file in the target folder, then ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mvlift.data.motion import MocapFormatError, Motion, Sequence2D
+from mvlift.data.skeletons import SKELETONS, Skeleton
+
+__all__ = [
+    "NPZ_FORMAT_VERSION",
+    "save_motion_npz",
+    "load_motion_npz",
+    "save_sequence2d_npz",
+    "load_sequence2d_npz",
+]
+
+NPZ_FORMAT_VERSION = 1
+
+
+def _atomic_savez(path: Path, arrays: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _common(
+    kind: str,
+    fps: float,
+    joint_names: tuple[str, ...],
+    parents: tuple[int, ...],
+    skeleton: Skeleton | None,
+    source: str,
+) -> dict[str, Any]:
+    return {
+        "format_version": np.array(NPZ_FORMAT_VERSION),
+        "kind": np.array(kind),
+        "fps": np.array(float(fps)),
+        "joint_names": np.array(joint_names, dtype=str),
+        "parents": np.array(parents, dtype=np.int64),
+        "skeleton": np.array(skeleton.name if skeleton is not None else ""),
+        "source": np.array(source),
+    }
+
+
+def save_motion_npz(path: str | Path, motion: Motion) -> None:
+    """Write ``motion`` to ``path`` (atomically)."""
+    arrays = _common("motion", motion.fps, motion.joint_names, motion.parents, motion.skeleton, motion.source)
+    arrays["positions"] = np.asarray(motion.positions, dtype=np.float64)
+    _atomic_savez(Path(path), arrays)
+
+
+def save_sequence2d_npz(path: str | Path, seq: Sequence2D) -> None:
+    """Write ``seq`` to ``path`` (atomically)."""
+    arrays = _common("sequence2d", seq.fps, seq.joint_names, seq.parents, seq.skeleton, seq.source)
+    arrays["keypoints"] = np.asarray(seq.keypoints, dtype=np.float64)
+    arrays["confidence"] = np.asarray(seq.confidence, dtype=np.float64)
+    arrays["image_size"] = np.array(seq.image_size if seq.image_size is not None else (0, 0), dtype=np.int64)
+    _atomic_savez(Path(path), arrays)
+
+
+class _Reader:
+    """Key access with errors that name the file and the key."""
+
+    def __init__(self, path: Path, kind: str):
+        self.path = path
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                self.data = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise MocapFormatError(f"{path}: cannot read npz: {e}") from e
+        version = int(self.get("format_version"))
+        if version > NPZ_FORMAT_VERSION:
+            raise MocapFormatError(
+                f"{path}: format_version {version} is newer than this reader ({NPZ_FORMAT_VERSION})"
+            )
+        found = str(self.get("kind"))
+        if found != kind:
+            raise MocapFormatError(f"{path}: holds a {found!r}, not a {kind!r}")
+
+    def get(self, key: str) -> np.ndarray:
+        if key not in self.data:
+            raise MocapFormatError(f"{self.path}: missing key {key!r} (keys: {sorted(self.data)})")
+        return self.data[key]
+
+    def skeleton(self) -> Skeleton | None:
+        name = str(self.get("skeleton"))
+        return SKELETONS.get(name) if name else None
+
+    def fields(self) -> tuple[float, tuple[str, ...], tuple[int, ...], Skeleton | None, str]:
+        names = tuple(str(n) for n in self.get("joint_names"))
+        parents = tuple(int(p) for p in self.get("parents"))
+        skel = self.skeleton()
+        if skel is not None and skel.joint_names != names:
+            skel = None
+        return float(self.get("fps")), names, parents, skel, str(self.get("source"))
+
+
+def load_motion_npz(path: str | Path) -> Motion:
+    """Read a :class:`Motion` written by :func:`save_motion_npz`. The skeleton is looked up by name among the
+    registered skeletons (None if unknown). MocapFormatError names the file and a missing key."""
+    r = _Reader(Path(path), "motion")
+    fps, names, parents, skel, source = r.fields()
+    positions = r.get("positions")
+    try:
+        return Motion(positions, fps, names, parents, skel, source)
+    except ValueError as e:
+        raise MocapFormatError(f"{path}: inconsistent contents: {e}") from e
+
+
+def load_sequence2d_npz(path: str | Path) -> Sequence2D:
+    """Read a :class:`Sequence2D` written by :func:`save_sequence2d_npz`."""
+    r = _Reader(Path(path), "sequence2d")
+    fps, names, parents, skel, source = r.fields()
+    size = tuple(int(v) for v in r.get("image_size"))
+    keypoints, confidence = r.get("keypoints"), r.get("confidence")
+    try:
+        return Sequence2D(
+            keypoints, confidence, fps, names, None if size == (0, 0) else size, skel, source, parents
+        )
+    except ValueError as e:
+        raise MocapFormatError(f"{path}: inconsistent contents: {e}") from e

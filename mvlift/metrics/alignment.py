@@ -1,0 +1,289 @@
+"""Rigid and similarity alignment used before the metrics, and the paper's evaluation protocol.
+
+- :func:`similarity_procrustes`: weighted Umeyama closed form, ``dst ~ s R src + t`` with a proper rotation
+  (det R = +1; reflections are never returned).
+- :func:`procrustes_align`: one similarity transform per sequence, fitted on all valid frames' joints.
+- :func:`facing_direction`, :func:`rotation_about_axis`: the horizontal facing of a pose and rotations about
+  the vertical.
+- :func:`align_for_evaluation`: MVLift's protocol (ground truth turned about the vertical to the
+  prediction's first-frame facing, both on the floor, first-frame root at the origin in x/z).
+
+All functions take torch tensors or numpy arrays (numpy in -> numpy out), float32 or float64.
+World frame: Y up, floor at y = 0 (docs/conventions.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from mvlift.metrics._arrays import (
+    OPENPOSE_LAYOUT_SIZES,
+    OPENPOSE_LEFT_HIP,
+    OPENPOSE_RIGHT_HIP,
+    check_mask,
+    check_sequences,
+    first_valid,
+    numpy_compatible,
+    resolve_root,
+    root_of,
+)
+
+__all__ = [
+    "similarity_procrustes",
+    "procrustes_align",
+    "facing_direction",
+    "rotation_about_axis",
+    "align_for_evaluation",
+    "hip_indices",
+]
+
+_LEFT_HIP_NAMES = ("lhip", "lefthip", "lhipjoint", "leftupleg", "lthigh", "hipl", "lefthindhip")
+_RIGHT_HIP_NAMES = ("rhip", "righthip", "rhipjoint", "rightupleg", "rthigh", "hipr", "righthindhip")
+
+
+@numpy_compatible
+def similarity_procrustes(
+    src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor | None = None, *, scale: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Best similarity transform taking ``src`` onto ``dst`` in the weighted least-squares sense (Umeyama).
+
+    Minimises ``sum_n w_n |s R src_n + t - dst_n|^2`` over s > 0, R in SO(D) and t.
+
+    Args:
+        src, dst: (..., N, D) point sets in correspondence (D = 2 or 3; any batch shape).
+        weights: optional (..., N) non-negative weights (0 = ignored); at least D non-collinear points
+            must carry weight for R to be unique.
+        scale: fit the scale (True) or fix s = 1 (a rigid fit).
+
+    Returns:
+        ``(s, R, t)`` with shapes (...,), (..., D, D), (..., D). Reflections are excluded: when the
+        unconstrained optimum is improper, the smallest singular direction is flipped (det R = +1).
+    """
+    if not isinstance(src, torch.Tensor) or not isinstance(dst, torch.Tensor):
+        raise TypeError("src and dst must be torch tensors or numpy arrays")
+    if src.shape != dst.shape or src.dim() < 2:
+        raise ValueError(
+            f"src and dst must both have shape (..., N, D), got {tuple(src.shape)} and {tuple(dst.shape)}"
+        )
+    dtype = torch.promote_types(src.dtype, dst.dtype)
+    if not dtype.is_floating_point:
+        dtype = torch.float64
+    src, dst = src.to(dtype), dst.to(dtype)
+    if weights is None:
+        w = torch.ones(src.shape[:-1], dtype=dtype, device=src.device)
+    else:
+        if weights.shape != src.shape[:-1]:
+            raise ValueError(f"weights must have shape {tuple(src.shape[:-1])}, got {tuple(weights.shape)}")
+        w = weights.to(dtype=dtype, device=src.device)
+    wsum = w.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(dtype).tiny)  # (..., 1)
+    mu_s = (w[..., None] * src).sum(dim=-2) / wsum  # (..., D)
+    mu_d = (w[..., None] * dst).sum(dim=-2) / wsum
+    xs = src - mu_s[..., None, :]
+    xd = dst - mu_d[..., None, :]
+    cov = (xd * w[..., None]).transpose(-1, -2) @ xs / wsum[..., None]  # (..., D, D) = E[xd xs^T]
+    u, sig, vh = torch.linalg.svd(cov)
+    d = torch.sign(torch.linalg.det(u) * torch.linalg.det(vh))
+    d = torch.where(d == 0, torch.ones_like(d), d)
+    flip = torch.ones_like(sig)
+    flip[..., -1] = d
+    rot = u @ (flip[..., :, None] * vh)
+    if scale:
+        var_s = (w * (xs * xs).sum(dim=-1)).sum(dim=-1) / wsum[..., 0]
+        s = (sig * flip).sum(dim=-1) / var_s.clamp_min(torch.finfo(dtype).tiny)
+    else:
+        s = torch.ones(src.shape[:-2], dtype=dtype, device=src.device)
+    t = mu_d - s[..., None] * (rot @ mu_s[..., None])[..., 0]
+    return s, rot, t
+
+
+@numpy_compatible
+def procrustes_align(
+    pred: torch.Tensor, gt: torch.Tensor, *, mask: torch.Tensor | None = None, scale: bool = True
+) -> torch.Tensor:
+    """Align ``pred`` to ``gt`` with ONE similarity transform per sequence (all valid frames' joints).
+
+    Args:
+        pred, gt: (T, J, 3) or (B, T, J, 3).
+        mask: optional (T,) / (B, T) bool, True = valid frame; masked frames do not influence the fit but
+            are transformed too.
+        scale: include the scale (similarity) or not (rigid).
+
+    Returns:
+        ``pred`` after the fitted transform, same shape.
+    """
+    pred, gt = check_sequences(pred, gt)
+    t_len, j = pred.shape[-3], pred.shape[-2]
+    m = check_mask(mask, pred.shape[:-2], pred.device)
+    w = m[..., :, None].expand(*m.shape, j).reshape(*m.shape[:-1], t_len * j)
+    src = pred.reshape(*pred.shape[:-3], t_len * j, 3)
+    dst = gt.reshape(*gt.shape[:-3], t_len * j, 3)
+    s, rot, t = similarity_procrustes(src, dst, w, scale=scale)
+    out = s[..., None, None] * src @ rot.transpose(-1, -2) + t[..., None, :]
+    return out.reshape(pred.shape)
+
+
+def _up_vector(up: Any, like: torch.Tensor) -> torch.Tensor:
+    u = torch.as_tensor(up, dtype=like.dtype, device=like.device)
+    if u.shape != (3,):
+        raise ValueError(f"up must be a 3-vector, got shape {tuple(u.shape)}")
+    n = torch.linalg.norm(u)
+    if float(n) == 0.0:
+        raise ValueError("up must be a non-zero vector")
+    return u / n
+
+
+@numpy_compatible
+def rotation_about_axis(
+    angle: torch.Tensor, axis: Sequence[float] | torch.Tensor = (0.0, 1.0, 0.0)
+) -> torch.Tensor:
+    """Rotation matrices (..., 3, 3) turning by ``angle`` (radians, right-hand rule) about ``axis``."""
+    if not isinstance(angle, torch.Tensor):
+        angle = torch.as_tensor(angle, dtype=torch.float64)
+    if not angle.is_floating_point():
+        angle = angle.to(torch.float64)
+    a = _up_vector(axis, angle)
+    k = torch.zeros(3, 3, dtype=angle.dtype, device=angle.device)
+    k[0, 1], k[0, 2] = -a[2], a[1]
+    k[1, 0], k[1, 2] = a[2], -a[0]
+    k[2, 0], k[2, 1] = -a[1], a[0]
+    eye = torch.eye(3, dtype=angle.dtype, device=angle.device)
+    s = torch.sin(angle)[..., None, None]
+    c = torch.cos(angle)[..., None, None]
+    return eye + s * k + (1 - c) * (k @ k)
+
+
+def hip_indices(skeleton: Any = None, num_joints: int | None = None) -> tuple[int, int]:
+    """(left hip, right hip) joint indices.
+
+    From ``skeleton.joint_names`` when a skeleton is given (names such as ``left_hip``/``lhip``/``LHip``/
+    ``lhipjoint``, ``left_hind_hip``), else the OpenPose layout (left 11, right 8) for 14- or 18-joint
+    sequences.
+    """
+    if skeleton is not None:
+        names = [
+            str(n).lower().replace("_", "").replace(" ", "").replace(".", "") for n in skeleton.joint_names
+        ]
+        left = [i for i, n in enumerate(names) if n in _LEFT_HIP_NAMES]
+        right = [i for i, n in enumerate(names) if n in _RIGHT_HIP_NAMES]
+        if left and right:
+            return left[0], right[0]
+        raise ValueError(
+            f"cannot find left/right hip joints in skeleton {getattr(skeleton, 'name', '?')!r}; "
+            "pass left= and right= joint indices"
+        )
+    if num_joints in OPENPOSE_LAYOUT_SIZES:
+        return OPENPOSE_LEFT_HIP, OPENPOSE_RIGHT_HIP
+    raise ValueError(
+        f"no default left/right hip joints for {num_joints} joints (defaults exist for the 14/18-joint "
+        "OpenPose layouts); pass left= and right= joint indices or a skeleton"
+    )
+
+
+def _indices(v: int | Sequence[int], name: str, num_joints: int) -> list[int]:
+    idx = [int(v)] if isinstance(v, (int, np.integer)) else [int(i) for i in v]
+    if not idx or any(not -num_joints <= i < num_joints for i in idx):
+        raise ValueError(f"{name} must be joint indices in [0, {num_joints}), got {v!r}")
+    return idx
+
+
+@numpy_compatible
+def facing_direction(
+    pose: torch.Tensor,
+    left: int | Sequence[int],
+    right: int | Sequence[int],
+    up: Sequence[float] | torch.Tensor = (0.0, 1.0, 0.0),
+) -> torch.Tensor:
+    """Horizontal unit facing direction of poses (..., J, 3) -> (..., 3).
+
+    ``across`` = mean of the ``left`` joints minus mean of the ``right`` joints (e.g. left hip - right hip,
+    or hips and shoulders together), with its vertical component removed; facing = across x up, normalised.
+    A person standing upright with the left hip at +X (Y up) faces +Z. A degenerate pose (left and right
+    vertically stacked) gives the zero vector.
+    """
+    j = pose.shape[-2]
+    li = _indices(left, "left", j)
+    ri = _indices(right, "right", j)
+    u = _up_vector(up, pose)
+    across = pose[..., li, :].mean(dim=-2) - pose[..., ri, :].mean(dim=-2)
+    across = across - (across @ u)[..., None] * u
+    fwd = torch.linalg.cross(across, u.expand_as(across), dim=-1)
+    n = torch.linalg.norm(fwd, dim=-1, keepdim=True)
+    return fwd / n.clamp_min(torch.finfo(pose.dtype).eps)
+
+
+def _signed_angle(a: torch.Tensor, b: torch.Tensor, axis: torch.Tensor) -> torch.Tensor:
+    """Angle (radians) turning ``a`` onto ``b`` about ``axis`` (right-hand rule), both perpendicular to it."""
+    cross = torch.linalg.cross(a, b, dim=-1)
+    return torch.atan2((cross * axis).sum(-1), (a * b).sum(-1))
+
+
+@numpy_compatible
+def align_for_evaluation(
+    pred: torch.Tensor,
+    gt: torch.Tensor,
+    *,
+    root: Any = None,
+    left: int | Sequence[int] | None = None,
+    right: int | Sequence[int] | None = None,
+    skeleton: Any = None,
+    up: Sequence[float] | torch.Tensor = (0.0, 1.0, 0.0),
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MVLift's evaluation alignment of a predicted and a ground-truth world motion.
+
+    1. The ground truth is rotated about the vertical (``up``) so that its first-frame facing matches the
+       prediction's. Facing = horizontal normal of the left-right line: (mean(left) - mean(right))
+       projected on the floor plane, crossed with ``up`` (see :func:`facing_direction`); by default the
+       left/right hips.
+    2. Both are put on the floor: the lowest joint over all valid frames gets height 0.
+    3. Both first-frame roots are moved to the origin in the floor plane (x, z); heights are kept.
+
+    Args:
+        pred, gt: (T, J, 3) or (B, T, J, 3) world positions, Y up.
+        root: root joint(s), see :func:`mvlift.metrics.mpjpe`; defaults to ``skeleton.root`` when a
+            skeleton is given, else the hips midpoint (14/18 joints) or joint 0.
+        left, right: joint indices of the left/right side used for the facing; default: the hips found in
+            ``skeleton.joint_names``, or the OpenPose-layout hips (11, 8) for 14/18 joints.
+        skeleton: optional :class:`mvlift.data.skeletons.Skeleton` supplying root and hips.
+        up: the vertical axis (default +Y).
+        mask: optional (T,) / (B, T) bool; "first frame" means the first valid frame.
+
+    Returns:
+        ``(pred_aligned, gt_aligned)``, same shapes and dtype.
+    """
+    pred, gt = check_sequences(pred, gt)
+    j = pred.shape[-2]
+    m = check_mask(mask, pred.shape[:-2], pred.device)
+    if root is None and skeleton is not None:
+        root = skeleton
+    root_idx = resolve_root(root, j)
+    if left is None or right is None:
+        dl, dr = hip_indices(skeleton, j)
+        left = dl if left is None else left
+        right = dr if right is None else right
+    u = _up_vector(up, pred)
+
+    p0 = first_valid(pred, m)  # (..., J, 3)
+    g0 = first_valid(gt, m)
+    f_pred = facing_direction(p0, left, right, u)
+    f_gt = facing_direction(g0, left, right, u)
+    angle = _signed_angle(f_gt, f_pred, u)  # (...,)
+    rot = rotation_about_axis(angle, u)  # (..., 3, 3)
+    pivot = root_of(g0[..., None, :, :], root_idx)[..., 0, :]  # (..., 3)
+    piv = pivot[..., None, None, :]  # (..., 1, 1, 3)
+    gt = torch.einsum("...ij,...tkj->...tki", rot, gt - piv) + piv
+
+    def settle(x: torch.Tensor) -> torch.Tensor:
+        height = x @ u  # (..., T, J)
+        big = torch.finfo(x.dtype).max
+        floor = torch.where(m[..., None], height, torch.full_like(height, big)).amin(dim=(-1, -2))
+        x = x - floor.reshape(*floor.shape, 1, 1, 1) * u
+        r0 = root_of(first_valid(x, m)[..., None, :, :], root_idx)[..., 0, :]  # (..., 3)
+        r0 = r0 - (r0 @ u)[..., None] * u
+        return x - r0.reshape(*r0.shape[:-1], 1, 1, 3)
+
+    return settle(pred), settle(gt)

@@ -1,0 +1,336 @@
+"""Pose and trajectory errors: MPJPE, PA-MPJPE, T_root, global MPJPE, J_2D, bone-length consistency.
+
+Shapes: one sequence (T, J, 3) gives a 0-d result; a batch (B, T, J, 3) gives one value per sequence (B,).
+Results are in the input's units (metres in -> metres out; :func:`mvlift.metrics.evaluate_sequence`
+reports millimetres). Optional ``mask`` (T,) / (B, T) bool, True = valid frame: errors are averaged over
+valid frames only, and "first frame" means the first valid frame. Torch or numpy in, the same kind out;
+float32 and float64.
+
+Root (``root=``): a joint index, a sequence of indices whose mean is the root, an object with a ``root``
+attribute (a :class:`mvlift.data.skeletons.Skeleton`), or None = the default: the hips midpoint
+(joints 8 and 11) for the 14- and 18-joint OpenPose layouts (BODY14, OPENPOSE18 - the paper's root), joint
+0 for any other joint count (the pelvis of SMPL-24, H36M-17, CMU-31).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from mvlift.metrics._arrays import (
+    as_float,
+    check_mask,
+    check_sequences,
+    first_valid,
+    masked_mean,
+    numpy_compatible,
+    resolve_root,
+    root_of,
+)
+from mvlift.metrics.alignment import procrustes_align
+
+__all__ = [
+    "mpjpe",
+    "pa_mpjpe",
+    "t_root",
+    "global_mpjpe",
+    "j2d",
+    "bone_lengths",
+    "bone_length_consistency",
+]
+
+
+def _per_frame(err: torch.Tensor) -> torch.Tensor:
+    """(..., T, J) joint errors -> (..., T) mean over joints."""
+    return err.mean(dim=-1)
+
+
+@numpy_compatible
+def mpjpe(
+    pred: torch.Tensor, gt: torch.Tensor, *, root: Any = None, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Root-relative mean per-joint position error.
+
+    Each frame's root is subtracted from that frame's joints (in pred and gt separately), then the L2
+    distance is averaged over joints and valid frames.
+
+    Args:
+        pred, gt: (T, J, 3) or (B, T, J, 3) positions.
+        root: root joint(s); None = hips midpoint for 14/18 joints, else joint 0 (module docstring).
+        mask: optional (T,) / (B, T) bool, True = valid frame.
+
+    Returns:
+        () or (B,) error in the input's units.
+    """
+    pred, gt = check_sequences(pred, gt)
+    r = resolve_root(root, pred.shape[-2])
+    m = check_mask(mask, pred.shape[:-2], pred.device)
+    p = pred - root_of(pred, r)[..., None, :]
+    g = gt - root_of(gt, r)[..., None, :]
+    return masked_mean(_per_frame(torch.linalg.norm(p - g, dim=-1)), m)
+
+
+@numpy_compatible
+def pa_mpjpe(
+    pred: torch.Tensor,
+    gt: torch.Tensor,
+    *,
+    mask: torch.Tensor | None = None,
+    root_relative: bool = False,
+    root: Any = None,
+) -> torch.Tensor:
+    """Procrustes-aligned MPJPE with ONE similarity transform for the whole sequence.
+
+    A single scale, rotation and translation (Umeyama, reflections excluded) is fitted to all valid frames'
+    joints together, taking pred onto gt; the result is the mean L2 distance after alignment (no per-frame
+    root subtraction afterwards). This differs from per-frame PA-MPJPE used in single-image work.
+
+    Args:
+        pred, gt: (T, J, 3) or (B, T, J, 3).
+        mask: optional (T,) / (B, T) bool, True = valid frame.
+        root_relative: subtract each frame's root from pred and gt BEFORE the fit (the authors' evaluation
+            code does this; :func:`mvlift.metrics.evaluate_sequence` reports both variants). Default False:
+            the fit acts on the positions as given.
+        root: root joint(s) used when ``root_relative`` (module docstring).
+
+    Returns:
+        () or (B,) error in the input's units.
+    """
+    pred, gt = check_sequences(pred, gt)
+    m = check_mask(mask, pred.shape[:-2], pred.device)
+    if root_relative:
+        r = resolve_root(root, pred.shape[-2])
+        pred = pred - root_of(pred, r)[..., None, :]
+        gt = gt - root_of(gt, r)[..., None, :]
+    aligned = procrustes_align(pred, gt, mask=m)
+    return masked_mean(_per_frame(torch.linalg.norm(aligned - gt, dim=-1)), m)
+
+
+@numpy_compatible
+def t_root(
+    pred: torch.Tensor,
+    gt: torch.Tensor,
+    *,
+    root: Any = None,
+    mask: torch.Tensor | None = None,
+    trajectory: bool | None = None,
+) -> torch.Tensor:
+    """Root trajectory error: mean L2 between root positions after both first-frame roots go to the origin.
+
+    Args:
+        pred, gt: root trajectories (T, 3), or joint positions (T, J, 3) / (B, T, J, 3) from which the
+            root is taken. With ``trajectory=True`` the inputs are trajectories of any batch shape
+            (..., T, 3), e.g. (B, T, 3). The default (None) treats 2-D inputs as trajectories and 3-/4-D
+            inputs as joint positions.
+        root: root joint(s) when joint positions are given (module docstring).
+        mask: optional (T,) / (B, T) bool, True = valid frame.
+
+    Returns:
+        () or (B,) error in the input's units.
+    """
+    pred = as_float(pred, "pred")
+    gt = as_float(gt, "gt")
+    if trajectory is None:
+        trajectory = pred.dim() == 2
+    if trajectory:
+        if pred.dim() < 2 or pred.shape[-1] != 3 or pred.shape != gt.shape:
+            raise ValueError(
+                "root trajectories must both have shape (..., T, 3), "
+                f"got {tuple(pred.shape)} and {tuple(gt.shape)}"
+            )
+        dtype = torch.promote_types(pred.dtype, gt.dtype)
+        pr, gr = pred.to(dtype), gt.to(dtype)
+    else:
+        pred, gt = check_sequences(pred, gt)
+        r = resolve_root(root, pred.shape[-2])
+        pr, gr = root_of(pred, r), root_of(gt, r)
+    m = check_mask(mask, pr.shape[:-1], pr.device)
+    pr = pr - first_valid(pr, m)[..., None, :]
+    gr = gr - first_valid(gr, m)[..., None, :]
+    return masked_mean(torch.linalg.norm(pr - gr, dim=-1), m)
+
+
+@numpy_compatible
+def global_mpjpe(
+    pred: torch.Tensor, gt: torch.Tensor, *, root: Any = None, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """World-frame MPJPE after first-frame root alignment (no per-frame root subtraction).
+
+    Both sequences are translated so that their first-frame root is at the origin; then the L2 distance of
+    every joint is averaged over joints and valid frames. Captures pose and trajectory errors together.
+
+    Args:
+        pred, gt: (T, J, 3) or (B, T, J, 3).
+        root: root joint(s) (module docstring).
+        mask: optional (T,) / (B, T) bool.
+
+    Returns:
+        () or (B,) error in the input's units.
+    """
+    pred, gt = check_sequences(pred, gt)
+    r = resolve_root(root, pred.shape[-2])
+    m = check_mask(mask, pred.shape[:-2], pred.device)
+    p = pred - root_of(first_valid(pred, m)[..., None, :, :], r)[..., None, :]
+    g = gt - root_of(first_valid(gt, m)[..., None, :, :], r)[..., None, :]
+    return masked_mean(_per_frame(torch.linalg.norm(p - g, dim=-1)), m)
+
+
+def _projection_matrix(camera: Any, batch_shape: tuple[int, ...]) -> torch.Tensor:
+    """P (3, 4) shared or batch_shape + (3, 4); an extra view axis selects view 0 (the input view)."""
+    P = camera.P if hasattr(camera, "P") else camera
+    if not isinstance(P, torch.Tensor):
+        raise TypeError(
+            "camera must be a projection matrix P (torch.Tensor / numpy.ndarray, (..., 3, 4)) or an object "
+            f"with a .P attribute (mvlift.geometry.Cameras), got {type(camera).__name__}"
+        )
+    if P.dim() < 2 or P.shape[-2:] != (3, 4):
+        raise ValueError(f"camera projection matrix must have shape (..., 3, 4), got {tuple(P.shape)}")
+    lead = tuple(P.shape[:-2])
+    if lead == () or lead == batch_shape:
+        return P
+    if lead[:-1] == batch_shape:
+        return P[..., 0, :, :]
+    raise ValueError(
+        f"camera projection matrix must have shape (3, 4), {batch_shape + (3, 4)} or "
+        f"{batch_shape + ('V', 3, 4)} "
+        f"(view 0 = input view), got {tuple(P.shape)}"
+    )
+
+
+@numpy_compatible
+def j2d(
+    pred_3d: torch.Tensor,
+    gt_2d: torch.Tensor,
+    camera: Any,
+    *,
+    mask: torch.Tensor | None = None,
+    conf: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """J_2D: mean pixel distance between the reprojected prediction and the input 2D keypoints.
+
+    The prediction is projected with the input camera (pinhole, ``u = P X~``, docs/conventions.md) and
+    compared joint by joint with ``gt_2d``.
+
+    Args:
+        pred_3d: (T, J, 3) or (B, T, J, 3) predicted world positions.
+        gt_2d: (T, J, 2) or (B, T, J, 2) input keypoints in pixels.
+        camera: projection matrix P (3, 4) shared by the batch or (B, 3, 4) per sequence, or a
+            :class:`mvlift.geometry.Cameras`-like object with ``.P``; a view axis ((V, 3, 4) or
+            (B, V, 3, 4)) selects view 0, the input view.
+        mask: optional (T,) / (B, T) bool, True = valid frame.
+        conf: optional (T, J) / (B, T, J) joint confidences used as weights (0 = ignored); frames whose
+            confidences are all zero are skipped.
+
+    Returns:
+        () or (B,) error in pixels.
+    """
+    pred_3d = as_float(pred_3d, "pred_3d")
+    gt_2d = as_float(gt_2d, "gt_2d")
+    if pred_3d.dim() not in (3, 4) or pred_3d.shape[-1] != 3:
+        raise ValueError(f"pred_3d must have shape (T, J, 3) or (B, T, J, 3), got {tuple(pred_3d.shape)}")
+    if gt_2d.shape != pred_3d.shape[:-1] + (2,):
+        raise ValueError(
+            f"gt_2d must have shape {tuple(pred_3d.shape[:-1]) + (2,)}, got {tuple(gt_2d.shape)}"
+        )
+    batch = tuple(pred_3d.shape[:-3])
+    P = _projection_matrix(camera, batch)
+    dtype = torch.promote_types(
+        torch.promote_types(pred_3d.dtype, gt_2d.dtype), as_float(P, "camera.P").dtype
+    )
+    pred_3d, gt_2d, P = pred_3d.to(dtype), gt_2d.to(dtype), P.to(dtype=dtype, device=pred_3d.device)
+    if P.dim() > 2:  # (B, 3, 4) -> (B, 1, 1, 3, 4) against (B, T, J, ...)
+        P = P[..., None, None, :, :]
+    xh = (P[..., :3] @ pred_3d[..., None])[..., 0] + P[..., 3]  # (..., T, J, 3)
+    uv = xh[..., :2] / xh[..., 2:3]
+    err = torch.linalg.norm(uv - gt_2d, dim=-1)  # (..., T, J)
+    m = check_mask(mask, tuple(pred_3d.shape[:-2]), pred_3d.device)
+    if conf is None:
+        return masked_mean(err.mean(dim=-1), m)
+    conf = as_float(conf, "conf")
+    if conf.shape != err.shape:
+        raise ValueError(f"conf must have shape {tuple(err.shape)}, got {tuple(conf.shape)}")
+    conf = conf.to(dtype=dtype, device=err.device)
+    csum = conf.sum(dim=-1)
+    per_frame = (err * conf).sum(dim=-1) / csum.clamp_min(torch.finfo(dtype).tiny)
+    m = m & (csum > 0)
+    if not bool(m.any(dim=-1).all()):
+        raise ValueError("conf and mask leave a sequence without any weighted joint")
+    return masked_mean(per_frame, m)
+
+
+def _bone_pairs(bones: Any, num_joints: int) -> list[tuple[int, int]]:
+    """(parent, child) pairs from a parents list (-1 = root), explicit pairs, or an object with .parents."""
+    if hasattr(bones, "parents"):
+        bones = bones.parents
+    if isinstance(bones, torch.Tensor):
+        bones = bones.tolist()
+    try:
+        items = list(bones)
+    except TypeError as exc:
+        raise TypeError(
+            f"bones must be a parents list, a list of (parent, child) pairs or a Skeleton, got {bones!r}"
+        ) from exc
+    if items and all(isinstance(b, (Sequence, torch.Tensor)) and not isinstance(b, str) for b in items):
+        pairs = [(int(a), int(b)) for a, b in items]
+    elif len(items) == num_joints:
+        pairs = [(int(p), c) for c, p in enumerate(items) if int(p) >= 0]
+    else:
+        raise ValueError(
+            f"bones must be a parents list of length J={num_joints} (-1 for roots) or (parent, child) pairs, "
+            f"got {len(items)} entries"
+        )
+    if not pairs:
+        raise ValueError("bones describes no bone")
+    for a, b in pairs:
+        if not (0 <= a < num_joints and 0 <= b < num_joints):
+            raise ValueError(f"bone ({a}, {b}) is out of range for {num_joints} joints")
+    return pairs
+
+
+@numpy_compatible
+def bone_lengths(positions: torch.Tensor, bones: Any) -> torch.Tensor:
+    """Bone lengths (..., T, J, 3) -> (..., T, nbones), bones as in :func:`bone_length_consistency`."""
+    positions = as_float(positions, "positions")
+    if positions.dim() < 2 or positions.shape[-1] != 3:
+        raise ValueError(f"positions must have shape (..., J, 3), got {tuple(positions.shape)}")
+    pairs = _bone_pairs(bones, positions.shape[-2])
+    a = [p for p, _ in pairs]
+    b = [c for _, c in pairs]
+    return torch.linalg.norm(positions[..., b, :] - positions[..., a, :], dim=-1)
+
+
+@numpy_compatible
+def bone_length_consistency(
+    positions: torch.Tensor,
+    bones: Any,
+    *,
+    relative: bool = False,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """How much bone lengths vary over time: per-bone standard deviation over valid frames, mean over bones.
+
+    Args:
+        positions: (T, J, 3) or (B, T, J, 3).
+        bones: a parents list of length J (-1 marks roots; each other joint is a bone's distal end), a list
+            of (parent, child) index pairs, or an object with ``.parents`` (a Skeleton).
+        relative: divide each bone's std by its mean length (a unitless coefficient of variation).
+        mask: optional (T,) / (B, T) bool, True = valid frame.
+
+    Returns:
+        () or (B,) mean over bones of the population std of the length (input units, or unitless).
+    """
+    positions = as_float(positions, "positions")
+    if positions.dim() not in (3, 4) or positions.shape[-1] != 3:
+        raise ValueError(f"positions must have shape (T, J, 3) or (B, T, J, 3), got {tuple(positions.shape)}")
+    lengths = bone_lengths(positions, bones)  # (..., T, nb)
+    m = check_mask(mask, tuple(positions.shape[:-2]), positions.device)
+    w = m.to(lengths.dtype)[..., None]  # (..., T, 1)
+    n = w.sum(dim=-2)
+    mean = (lengths * w).sum(dim=-2) / n  # (..., nb)
+    var = (((lengths - mean[..., None, :]) ** 2) * w).sum(dim=-2) / n
+    std = var.clamp_min(0).sqrt()
+    if relative:
+        std = std / mean.clamp_min(torch.finfo(std.dtype).tiny)
+    return std.mean(dim=-1)

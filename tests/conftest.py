@@ -40,3 +40,23 @@ def seed() -> int:
 
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture
+def cpu_training(monkeypatch):
+    """Long CPU loops (training, stage 2): the CPU path of :mod:`mvlift.ops`, one intra-op thread.
+
+    ``tests/conftest.py`` sets ``TRITON_INTERPRET=1`` so that the Triton kernels are tested on CPU; a training
+    run makes hundreds of loss calls, which the interpreter makes about 100x slower, so here the ops take the
+    plain-PyTorch path a CPU user gets. The kernels themselves are checked against the references in
+    ``tests/ops``, and ``test_objectives.py`` runs the objectives through the interpreted kernels.
+    The tiny models gain nothing from a second thread, and one thread keeps the timings steady on a busy
+    machine.
+    """
+    from mvlift.ops import _backend
+
+    monkeypatch.setattr(_backend, "triton_interpret", lambda: False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

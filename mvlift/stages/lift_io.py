@@ -1,0 +1,118 @@
+"""``mvlift lift INPUT``: read one 2D sequence from a file, lift it with a trained stage-4 model, write the
+3D result (npz) and pictures (PNG strip of the generated views and of the 3D motion, and a GIF when Pillow
+is available)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mvlift.data.motion import Sequence2D
+from mvlift.data.normalize import normalize_2d
+from mvlift.data.skeletons import COCO17, Skeleton, convert, convert_confidence, get_skeleton
+from mvlift.stages.lift import LiftConfig, lift
+from mvlift.stages.shards import atomic_write_bytes
+from mvlift.training.checkpoint import load_model
+
+
+def read_sequence2d(path: str | Path, *, view: int = 0) -> Sequence2D:
+    """Read a 2D sequence: our ``.npz``, a COCO keypoint ``.json`` or an AIST++ keypoints2d ``.pkl``
+    (camera ``view``). Keypoints in pixels."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"input {path} does not exist")
+    if path.suffix == ".npz":
+        from mvlift.data.npz import load_sequence2d_npz
+
+        return load_sequence2d_npz(path)
+    if path.suffix == ".json":
+        from mvlift.data.coco import load_coco_keypoints
+
+        return load_coco_keypoints(path)
+    if path.suffix in (".pkl", ".pickle"):
+        from mvlift.data.aistpp import load_aist_keypoints2d
+
+        return load_aist_keypoints2d(path).view(view)
+    raise ValueError(f"input {path}: expected .npz (mvlift 2D sequence), .json (COCO) or .pkl (AIST++)")
+
+
+def _to_skeleton(seq: Sequence2D, skeleton: Skeleton) -> tuple[np.ndarray, np.ndarray]:
+    kp = np.asarray(seq.keypoints, dtype=np.float64)
+    conf = np.ones(kp.shape[:2]) if seq.confidence is None else np.asarray(seq.confidence, dtype=np.float64)
+    src = seq.skeleton if seq.skeleton is not None else (COCO17 if kp.shape[1] == 17 else None)
+    if src is None:
+        if kp.shape[1] != skeleton.num_joints:
+            raise ValueError(f"the input has {kp.shape[1]} unnamed joints; the model expects {skeleton.name}")
+        return kp, conf
+    if src.name == skeleton.name:
+        return kp, conf
+    return np.asarray(convert(kp, src, skeleton)), np.asarray(convert_confidence(conf, src, skeleton))
+
+
+def lift_file(
+    input_path: str | Path,
+    model_path: str | Path,
+    out_dir: str | Path,
+    *,
+    skeleton: str = "body14",
+    steps: int = 50,
+    device: str = "auto",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Lift the 2D sequence in ``input_path`` and write ``out_dir/lifted.npz`` (+ PNG/GIF pictures).
+
+    ``lifted.npz`` holds ``joints3d`` (T, J, 3) metres in the inference ring's world frame (Y up; the first
+    frame's root lies at (0, 1, 0) seen from camera 0 at 3 m), ``root`` (T, 3), ``views`` (K, T, J, 2)
+    normalised, ``valid`` (T, J), ``joint_names``.
+    """
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
+    skel = get_skeleton(skeleton)
+    seq = read_sequence2d(input_path)
+    kp, conf = _to_skeleton(seq, skel)
+    canvas = tuple(seq.image_size) if seq.image_size is not None else (1920, 1080)
+    x, params = normalize_2d(torch.as_tensor(kp), root=skel.root, canvas=canvas, conf=torch.as_tensor(conf))
+    x = torch.nan_to_num(x, nan=0.0)  # missing joints (confidence 0)
+    if x.shape[0] < 2:
+        raise ValueError(f"{input_path}: fewer than 2 frames left after the in-canvas cut")
+    model = load_model(model_path, device=dev)
+    if model.config.num_joints != skel.num_joints:
+        raise ValueError(
+            f"the model was trained on {model.config.num_joints} joints, the input gives {skel.num_joints} "
+            f"({skel.name})"
+        )
+    T = min(x.shape[0], model.config.max_frames)
+    x_in = x[:T].to(dev, torch.float32)[None]
+    result = lift(
+        model, x_in, LiftConfig(steps=steps, seed=seed, num_views=model.config.num_views), root=skel.root
+    )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "joints3d": result.joints3d[0].cpu().numpy(),
+        "root": result.root[0].cpu().numpy(),
+        "views": result.views[0].cpu().numpy(),
+        "valid": result.valid[0].cpu().numpy(),
+        "joint_names": np.asarray(skel.joint_names),
+    }
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(out / "lifted.npz", buf.getvalue())
+    from mvlift.viz import gif_available, save_gif, save_sequence_png
+
+    written = {"lifted": str(out / "lifted.npz")}
+    for k in range(result.views.shape[1]):
+        p = save_sequence_png(
+            out / f"view{k}.png", arrays["views"][k], skel, normalized=True, title=f"view {k}"
+        )
+        written[f"view{k}"] = str(p)
+    written["motion3d"] = str(save_sequence_png(out / "motion3d.png", arrays["joints3d"], skel, title="3D"))
+    if gif_available():
+        written["gif"] = str(save_gif(out / "motion3d.gif", arrays["joints3d"], skel, stride=2))
+    return written

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +15,6 @@ import torch
 from mvlift.ops import _backend, epipolar_loss, line_matching_loss, stage1_loss
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _inputs():
@@ -104,12 +102,12 @@ _COMPILE_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the kernels run compiled on this machine's GPU")
-def test_kernels_compile_for_sm90_without_a_gpu():
+def test_kernels_compile_for_sm90_without_a_gpu(tmp_path):
     pytest.importorskip("triton.backends.nvidia")
     env = dict(os.environ, TRITON_INTERPRET="0")
     proc = subprocess.run(
         [sys.executable, "-c", _COMPILE_SCRIPT],
-        cwd=REPO,
+        cwd=tmp_path,  # not the checkout: its mvlift/ folder would shadow the installed package
         env=env,
         capture_output=True,
         text=True,

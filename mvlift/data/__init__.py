@@ -6,7 +6,8 @@
   keypoint JSON (:mod:`~mvlift.data.coco`), :mod:`~mvlift.data.npz`.
 - :mod:`~mvlift.data.resample`: resampling to 30 fps and 120-frame windows with masks.
 - :mod:`~mvlift.data.normalize`: the paper's 2D normalisation and its inverse.
-- :mod:`~mvlift.data.procedural`: a built-in, download-free synthetic motion source (humans, quadrupeds).
+- :mod:`~mvlift.data.procedural`: a built-in, download-free synthetic motion source (humans, quadrupeds);
+  :mod:`~mvlift.data.procedural_object`: humans carrying, lifting or swinging an object (14 + 5 keypoints).
 - :mod:`~mvlift.data.singleview`: the single-view 2D dataset builder (2D for training; 3D kept apart).
 """
 
@@ -22,6 +23,7 @@ from mvlift.data.procedural import (
     generate_motion,
     random_motion,
 )
+from mvlift.data.procedural_object import BODY14_OBJECT5, OBJECT_KINDS, generate_object, random_object_motion
 from mvlift.data.resample import make_windows, resample
 from mvlift.data.singleview import (
     CameraRanges,
@@ -47,6 +49,10 @@ from mvlift.data.skeletons import (
 
 __all__ = [
     "BODY14",
+    "BODY14_OBJECT5",
+    "OBJECT_KINDS",
+    "generate_object",
+    "random_object_motion",
     "CMU31",
     "COCO17",
     "H36M17",

@@ -52,7 +52,8 @@ class DataConfig:
     Attributes:
         source: ``"procedural"`` (the built-in synthetic motion source, no download) or a folder of mocap
             files (``.amc``/``.bvh``/``.npz``, e.g. the CMU clips).
-        skeleton: ``"body14"`` (humans) or ``"quadruped17"`` (procedural animals).
+        skeleton: ``"body14"`` (humans), ``"quadruped17"`` (procedural animals) or ``"body14_object5"``
+            (procedural humans with a carried box: 14 body joints + 5 object keypoints).
         train_clips, eval_clips: procedural clip counts (a mocap folder is split by file instead).
         clip_frames: frames per procedural clip (at ``fps``).
         eval_files: mocap only: file stems held out for evaluation (default: every ``eval_every``-th file).
@@ -180,11 +181,15 @@ def load_pipeline_config(path: str | Path, **overrides: Any) -> PipelineConfig:
 
 
 def _skeleton(name: str):  # noqa: ANN202 - returns a Skeleton
+    """The registered skeleton ``name``, or a procedural one: ``"quadruped17"`` (procedural animals) or
+    ``"body14_object5"`` (procedural human + object, :mod:`mvlift.data.procedural_object`)."""
     from mvlift.data.procedural import QUADRUPED17
+    from mvlift.data.procedural_object import BODY14_OBJECT5
     from mvlift.data.skeletons import get_skeleton
 
-    if name.lower() == QUADRUPED17.name.lower():
-        return QUADRUPED17
+    procedural = {s.name: s for s in (QUADRUPED17, BODY14_OBJECT5)}
+    if name.lower() in procedural:
+        return procedural[name.lower()]
     return get_skeleton(name)
 
 
@@ -192,12 +197,14 @@ def _motions(cfg: DataConfig) -> tuple[list[Any], list[Any]]:
     """(train motions, eval motions)."""
     if cfg.source == "procedural":
         from mvlift.data.procedural import random_motion
+        from mvlift.data.procedural_object import BODY14_OBJECT5, random_object_motion
 
         skel = _skeleton(cfg.skeleton)
-        make = [
-            random_motion(cfg.seed * 100_003 + i, cfg.clip_frames, cfg.fps, skeleton=skel)
-            for i in range(cfg.train_clips + cfg.eval_clips)
-        ]
+        seeds = [cfg.seed * 100_003 + i for i in range(cfg.train_clips + cfg.eval_clips)]
+        if skel is BODY14_OBJECT5:
+            make = [random_object_motion(s, cfg.clip_frames, cfg.fps) for s in seeds]
+        else:
+            make = [random_motion(s, cfg.clip_frames, cfg.fps, skeleton=skel) for s in seeds]
         return make[: cfg.train_clips], make[cfg.train_clips :]
     from mvlift.data.loading import find_mocap_files, load_mocap
 

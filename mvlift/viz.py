@@ -22,6 +22,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from mvlift.atomic import atomic_write
+
 __all__ = [
     "plot_skeleton_2d",
     "plot_skeleton_3d",
@@ -240,13 +242,7 @@ def plot_skeleton_3d(
 
 
 def _atomic_save(fig: Figure, path: Path, **kwargs: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
-    try:
-        fig.savefig(tmp, **kwargs)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, **kwargs))
 
 
 def save_sequence_png(
@@ -384,12 +380,6 @@ def save_gif(
         return []
 
     anim = animation.FuncAnimation(fig, draw, frames=idx, blit=False)
-    out = Path(path)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}.gif")
-    try:
-        anim.save(tmp, writer=animation.PillowWriter(fps=fps / stride), dpi=dpi)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return out
+    return atomic_write(
+        path, lambda tmp: anim.save(tmp, writer=animation.PillowWriter(fps=fps / stride), dpi=dpi)
+    )

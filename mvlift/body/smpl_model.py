@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mvlift.atomic import atomic_write_bytes
 from mvlift.body.smpl_io import SMPL_NUM_JOINTS, VERTEX_ID_KEYS, validate_smpl_model
 from mvlift.data.skeletons import BODY14, OPENPOSE18, SMPL24, Skeleton, convert
 
@@ -193,14 +193,7 @@ def write_smpl_pickle(path: str | os.PathLike[str], model: Mapping[str, Any]) ->
     p = Path(path)
     if not p.parent.is_dir():
         raise ValueError(f"path: parent folder {p.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(p, pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL))
     return p
 
 

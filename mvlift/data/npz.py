@@ -14,14 +14,13 @@ Writes are atomic: the data goes to a temporary file in the target folder, then 
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mvlift.atomic import atomic_savez
 from mvlift.data.motion import MocapFormatError, Motion, Sequence2D
 from mvlift.data.skeletons import SKELETONS, Skeleton
 
@@ -34,19 +33,6 @@ __all__ = [
 ]
 
 NPZ_FORMAT_VERSION = 1
-
-
-def _atomic_savez(path: Path, arrays: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _common(
@@ -72,7 +58,7 @@ def save_motion_npz(path: str | Path, motion: Motion) -> None:
     """Write ``motion`` to ``path`` (atomically)."""
     arrays = _common("motion", motion.fps, motion.joint_names, motion.parents, motion.skeleton, motion.source)
     arrays["positions"] = np.asarray(motion.positions, dtype=np.float64)
-    _atomic_savez(Path(path), arrays)
+    atomic_savez(Path(path), arrays)
 
 
 def save_sequence2d_npz(path: str | Path, seq: Sequence2D) -> None:
@@ -81,7 +67,7 @@ def save_sequence2d_npz(path: str | Path, seq: Sequence2D) -> None:
     arrays["keypoints"] = np.asarray(seq.keypoints, dtype=np.float64)
     arrays["confidence"] = np.asarray(seq.confidence, dtype=np.float64)
     arrays["image_size"] = np.array(seq.image_size if seq.image_size is not None else (0, 0), dtype=np.int64)
-    _atomic_savez(Path(path), arrays)
+    atomic_savez(Path(path), arrays)
 
 
 class _Reader:

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mvlift.atomic import atomic_savez, atomic_write_text
 from mvlift.data.motion import Motion
 from mvlift.data.normalize import Normalization2D, normalize_2d_batch
 from mvlift.data.procedural import QUADRUPED17
@@ -79,27 +80,6 @@ class CameraRanges:
     elevation: tuple[float, float] = (math.radians(-5.0), math.radians(25.0))
     distance: tuple[float, float] = (3.0, 6.0)
     focal: tuple[float, float] = (800.0, 1500.0)
-
-
-def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _prepare(motion: Motion, skeleton: Skeleton, fps: float) -> np.ndarray:
@@ -306,8 +286,8 @@ def build_singleview_dataset(
         "keypoints_px_clean": cat("clean", (T, j, 2), np.float64),
         **common,
     }
-    _atomic_savez(out / TRAIN_FILE, train)
-    _atomic_savez(out / EVAL_FILE, evaluation)
+    atomic_savez(out / TRAIN_FILE, train)
+    atomic_savez(out / EVAL_FILE, evaluation)
     manifest = {
         "format": FORMAT,
         "files": {"train_2d": TRAIN_FILE, "eval_3d": EVAL_FILE},
@@ -328,7 +308,7 @@ def build_singleview_dataset(
         "dropped_windows": dropped,
         "clips": clips,
     }
-    _atomic_write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=2))
+    atomic_write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=2))
     return manifest
 
 

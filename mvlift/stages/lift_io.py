@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from mvlift.atomic import atomic_savez
 from mvlift.data.motion import Sequence2D
 from mvlift.data.normalize import normalize_2d
 from mvlift.data.skeletons import COCO17, Skeleton, convert, convert_confidence, get_skeleton
 from mvlift.stages.lift import LiftConfig, lift
-from mvlift.stages.shards import atomic_write_bytes
 from mvlift.training.checkpoint import load_model
 
 
@@ -99,11 +99,7 @@ def lift_file(
         "valid": result.valid[0].cpu().numpy(),
         "joint_names": np.asarray(skel.joint_names),
     }
-    import io
-
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(out / "lifted.npz", buf.getvalue())
+    atomic_savez(out / "lifted.npz", arrays)
     from mvlift.viz import gif_available, save_gif, save_sequence_png
 
     written = {"lifted": str(out / "lifted.npz")}

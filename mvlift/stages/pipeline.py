@@ -28,10 +28,11 @@ import numpy as np
 import torch
 import yaml
 
+from mvlift.atomic import atomic_write_json, atomic_write_text
 from mvlift.models import DenoiserConfig, build_model
 from mvlift.schedulers import CosineSchedule
 from mvlift.stages.lift import LiftConfig, lift
-from mvlift.stages.shards import ShardedWriter, atomic_write_json, load_shards, merge_manifests
+from mvlift.stages.shards import ShardedWriter, load_shards, merge_manifests
 from mvlift.stages.stage2 import Stage2Config, optimize_views
 from mvlift.stages.stage3 import Stage3Config, synthesize, triangulate_views
 from mvlift.training import (
@@ -425,7 +426,7 @@ def evaluate(
         summary[name]["seconds"] = timings[name]
         summary[name]["windows"] = float(len(tables[name].rows))
     atomic_write_json(config.run_dir / "metrics.json", summary)
-    (config.run_dir / "metrics.md").write_text(format_metrics(summary) + "\n")
+    atomic_write_text(config.run_dir / "metrics.md", format_metrics(summary) + "\n")
     return summary
 
 

@@ -19,7 +19,6 @@ the data-stream position, optimizer hyper-parameters (``param_groups``) and non-
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mvlift.atomic import atomic_write
+
 FORMAT = "mvlift-train-checkpoint/1"
 _STEM = re.compile(r"^step_(\d+)$")
 
@@ -35,22 +36,6 @@ _STEM = re.compile(r"^step_(\d+)$")
 def checkpoint_stem(step: int) -> str:
     """File stem of step ``step``'s checkpoint, e.g. ``step_00001000``."""
     return f"step_{int(step):08d}"
-
-
-def _atomic_write_bytes(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)``, fsync the result and move it over ``path`` in one rename."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _to_cpu_tensors(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -136,9 +121,9 @@ def save_checkpoint(
     st_path = ckpt_dir / f"{stem}.safetensors"
     json_path = ckpt_dir / f"{stem}.json"
     sidecar["tensors_file"] = st_path.name
-    _atomic_write_bytes(st_path, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
+    atomic_write(st_path, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
     text = json.dumps(sidecar, indent=2, sort_keys=True) + "\n"
-    _atomic_write_bytes(json_path, lambda p: Path(p).write_text(text))
+    atomic_write(json_path, lambda p: Path(p).write_text(text))
     return json_path
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
-import os
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from mvlift.atomic import atomic_write, atomic_write_text
 
 # Columns every row has; loss components go between "step" and these.
 TAIL_COLUMNS = ("lr", "grad_norm", "time_s")
@@ -78,13 +80,12 @@ class LossLog:
     def _rewrite(self) -> None:
         if self.columns is None:
             return
-        tmp = self.csv_path.with_name(self.csv_path.name + f".tmp{os.getpid()}")
-        with tmp.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(self.columns)
-            for row in self.rows:
-                w.writerow([self._fmt(row.get(c)) for c in self.columns])
-        os.replace(tmp, self.csv_path)
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf)
+        w.writerow(self.columns)
+        for row in self.rows:
+            w.writerow([self._fmt(row.get(c)) for c in self.columns])
+        atomic_write_text(self.csv_path, buf.getvalue())
 
     def plot(self) -> Path | None:
         """Write the PNG: every loss component against the step (log scale when all positive).
@@ -112,8 +113,4 @@ class LossLog:
         ax.legend(loc="upper right", fontsize="small")
         ax.set_title(f"training loss (last {self.rows[-1]['loss']:.4g} at step {int(steps[-1])})")
         fig.tight_layout()
-        self.png_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.png_path.with_name(self.png_path.stem + f".tmp{os.getpid()}.png")
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, self.png_path)
-        return self.png_path
+        return atomic_write(self.png_path, lambda tmp: fig.savefig(tmp, format="png"))

@@ -1,48 +1,58 @@
 """Single-view optimisation baseline: SMPLify-style fitting of 3D joint positions to one 2D view.
 
-The baseline that ``mvlift eval`` compares MVLift against (the paper's "SMPLify" row, here on joint
-positions, without a learned pose prior). For every sequence, free 3D joints are fitted to the 2D keypoints
-of one camera by minimising (Adam)
+The baseline that ``mvlift eval`` compares MVLift against (the paper's "SMPLify" row), here on joint
+positions with hand-made priors instead of a learned pose prior. For every sequence, 3D joints are fitted to
+the 2D keypoints of one camera by minimising, with Adam,
 
-    E = E_2D + bone_weight * E_bone + smooth_weight * E_smooth + knee_weight * E_knee
-        + root_depth_weight * E_depth
+    E = E_2D + bone_weight E_bone + smooth_weight E_smooth + facing_weight E_facing
+        + flatness_weight E_flat + root_depth_weight E_depth
 
-- ``E_2D``: confidence-weighted mean squared reprojection error in the normalised [-1, 1] frame
+- ``E_2D``: confidence-weighted mean squared reprojection error in the camera's normalised [-1, 1] frame
   (``Cameras.P_normalized``; unitless).
-- ``E_bone``: mean over valid frames and joint pairs of ``(|X_a - X_b| - L_ab)^2`` (m^2) for every pair with
-  a prior length ``L_ab``; every tree bone without a prior length instead keeps a constant length,
-  ``(l - mean_t l)^2`` (m^2, the mean over the sequence's valid frames).
-- ``E_smooth``: mean over joints and valid frame triples of ``|X[t+1] - 2 X[t] + X[t-1]|^2`` (m^2).
-- ``E_knee``: a knee-hinge prior (skeletons with the OpenPose/BODY14 joint names): human knees bend
-  forward, so each knee should lie in front of its hip-ankle line along the body's forward direction ``f``
-  (``f = lateral x up``, lateral = left minus right hips and shoulders, up = hips to shoulders; held fixed
-  in each step). With ``d`` the knee's offset from that line along ``f`` (metres), the term is
-  ``s * softplus(-d / s)`` with ``s = knee_scale``: it breaks the forward/backward depth ambiguity of the
-  legs from the flat start and fades once the knee is a few ``s`` in front.
-- ``E_depth``: mean squared difference (m^2) between the root's camera depth and ``depth``: keeps the body
-  near the initial plane where bone lengths cannot fix the scale.
+- ``E_bone`` (m^2): mean over valid frames and joint pairs of ``(|X_a - X_b| - L_ab)^2`` for every pair with
+  a prior length ``L_ab`` (bone lengths; for BODY14 also the shoulder and hip widths); every tree bone
+  without a prior length keeps a constant length instead: ``(l_t - mean_t l)^2`` over the valid frames.
+- ``E_smooth`` (m^2): mean over joints and valid frame triples of ``|X[t+1] - 2 X[t] + X[t-1]|^2``.
+- ``E_facing`` (m^2), for skeletons with the OpenPose/BODY14 joint names: human knees bend forward and the
+  nose is in front of the neck. With the body's forward direction ``f = lateral x up`` (lateral = left
+  minus right hips plus left minus right shoulders, up = hip midpoint to shoulder midpoint; held fixed
+  within a step), ``d`` = the knee's offset from its hip-ankle line along ``f`` (each knee) and the head's
+  offset from the neck along ``f``; the term is the mean of ``relu(facing_margin - d)^2``. It is zero once
+  satisfied, and picks the forward solution of the legs' and head's depth ambiguity from the flat start.
+- ``E_flat`` (m^2): mean squared camera-depth offset of the joints from their frame's root; a weak pull
+  toward the fronto-parallel pose along directions that the other terms leave (nearly) free.
+- ``E_depth`` (m^2): mean squared change of the root's camera depth from the start; pins the scale where no
+  prior length does.
 
-Initialisation and parameterisation: each joint is ``X_c = z * ray(x + delta)`` in camera coordinates, where
-``x`` is its observed 2D point, ``delta`` a 2D offset (normalised units, starting at 0) and ``z`` its camera
-depth (optimised as ``log z``, starting at ``depth``). The start is the flat back-projection of the 2D at
-the initial depth — a cut-out whose reprojection is exact — and the depth of every joint can move without
-changing the reprojection, which keeps the problem well conditioned. Both groups move about ``lr`` metres
-per Adam step at the start (the offsets' step is converted at the initial depth); the rate follows a
-cosine decay to ``lr * final_lr_fraction``.
+Parameterisation: each joint is ``X_c = z * ray(x + delta)`` in camera coordinates, with ``x`` its 2D
+point (unobserved entries: the nearest frame where the joint is observed; a joint never observed starts
+on its parent's track, one bone length behind it), ``delta`` a 2D offset (normalised units, starting at
+0) and ``z`` its camera depth (optimised as ``log z``). A depth change never changes the reprojection,
+which keeps the problem well conditioned. Both groups move about ``lr`` metres per step at the start (the
+offsets' rate is converted at the mean start depth); the rate decays along a cosine to
+``lr * final_lr_fraction``.
 
-A single view leaves depth ambiguities that only a learned pose prior resolves (which way a limb
-points along the viewing ray, the sign of the torso's yaw); the bone lengths fix each bone's depth extent
-and the knee hinge fixes the legs, nothing fixes the arms. A VPoser prior is not offered here.
+Start: the flat back-projection of the 2D at ``depth`` metres — a cut-out whose reprojection is exact. With
+``scale_start`` each frame's cut-out is then moved along the rays to the depth where its lengths best match
+the prior lengths (least squares; the per-frame analogue of SMPLify's similar-triangles depth guess). With
+``multi_start`` (and the facing prior active) the fit also runs from the body turned either way about the
+vertical (left-side joints ``turn_offset`` metres nearer / farther than the right side) and keeps, per
+sequence, the start with the lowest final objective — as SMPLify tries two body orientations.
+
+What a single view leaves open: which way a limb points along the viewing ray and the sign of the torso's
+yaw. The bone lengths fix each bone's depth extent, the facing prior the legs and head, the multi-start
+the torso when the knees or nose show the facing direction; arms stay ambiguous. A VPoser prior is not
+offered here.
 
 World frame (``docs/conventions.md``): Y up, metres. The default camera is camera 0 of the stage-2/lift
-ring: 3 m from ``(0, 1, 0)``, 1 m above the floor, looking horizontally along -Z.
+ring: at (0, 1, 3), looking horizontally along -Z at (0, 1, 0), f = 1000 px, 1920 x 1080.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -108,37 +118,55 @@ def body14_bone_lengths(height: float = 1.7) -> dict[BonePair, float]:
 
 
 def default_camera(
-    *, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+    focal: float = 1000.0,
+    image_size: tuple[int, int] = (1920, 1080),
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
 ) -> Cameras:
     """Camera 0 of the stage-2/lift ring: ``ring_cameras(1, radius=3.0, height=1.0, look_at=(0, 1, 0))``.
 
-    The camera sits at (0, 1, 3), looks horizontally along -Z at (0, 1, 0), f = 1000 px, 1920 x 1080.
-    Unbatched, one view (K (1, 3, 3)).
+    The camera sits at (0, 1, 3) and looks horizontally along -Z at (0, 1, 0); focal length in pixels,
+    image size (W, H), principal point at the centre. Unbatched, one view (K (1, 3, 3)).
     """
-    return ring_cameras(1, radius=3.0, height=1.0, look_at=(0.0, 1.0, 0.0), dtype=dtype, device=device)
+    return ring_cameras(
+        1,
+        radius=3.0,
+        height=1.0,
+        look_at=(0.0, 1.0, 0.0),
+        focal=focal,
+        image_size=image_size,
+        dtype=dtype,
+        device=device,
+    )
 
 
 @dataclass
 class SingleViewFitConfig:
-    """Settings of :func:`fit_single_view` (module docstring for the objective).
+    """Settings of :func:`fit_single_view` (module docstring for the objective and the starts).
 
     Attributes:
-        steps: Adam iterations (0 returns the flat back-projection).
-        lr: initial learning rate, in metres per step (both parameter groups, see the module docstring).
+        steps: Adam iterations per start (0 returns the start: the flat, scaled back-projection).
+        lr: initial learning rate, metres per step (both parameter groups).
         final_lr_fraction: the cosine decay ends at ``lr * final_lr_fraction``.
-        bone_weight: weight of the bone-length term (per m^2). 1e-2 puts a 1 cm bone error on a par with a
+        bone_weight: weight of the bone term (per m^2); 1e-2 puts a 1 cm length error on a par with a
             reprojection error of 1e-3 normalised units (about 1 px).
         smooth_weight: weight of the squared second temporal difference (per m^2).
-        knee_weight: weight of the knee-hinge prior (per metre); 0 disables it.
-        knee_scale: softness ``s`` of the knee-hinge prior, metres.
+        facing_weight: weight of the knee / nose facing prior (per m^2); 0 disables it (and the multi-start).
+        facing_margin: the offset ``d`` (metres) beyond which the facing prior is zero.
+        flatness_weight: weight of the depth-spread term (per m^2).
         root_depth_weight: weight of the root-depth term (per m^2).
-        depth: initial camera depth of every joint, metres (the flat cut-out's plane).
+        scale_start: scale each frame's start to the prior lengths.
+        multi_start: also start from the body turned either way and keep the lowest objective (3x work).
+        turn_offset: depth offset (metres) of the left / right joints in the turned starts.
+        depth: camera depth of the flat back-projection, metres.
         focal, image_size: intrinsics of the default camera (pixels, (W, H)); ignored when a camera is
             given to :func:`fit_single_view`.
-        bone_lengths: prior distances in metres, keyed by pairs of joint names (tree bones or any other
-            pair); None = :func:`body14_bone_lengths` (1.7 m), applied to the pairs whose joint names the
-            skeleton has. A dict given here must name joints of the skeleton; it replaces the template.
-        height_for_template: the body height (metres) of the default template.
+        bone_lengths: prior distances in metres keyed by pairs of joint names (tree bones or any other
+            pairs). None = :func:`body14_bone_lengths` (``template_height``), applied to the pairs whose
+            joint names the skeleton has; a dict given here must name joints of the skeleton and replaces
+            the template.
+        template_height: body height (metres) of the default template.
     """
 
     steps: int = 300
@@ -149,19 +177,20 @@ class SingleViewFitConfig:
     facing_weight: float = 1e-2
     facing_margin: float = 0.02
     root_depth_weight: float = 1e-6
-    flatness_weight: float = 1e-4
+    flatness_weight: float = 1e-5
+    scale_start: bool = True
     multi_start: bool = True
     turn_offset: float = 0.1
     depth: float = 3.0
     focal: float = 1000.0
     image_size: tuple[int, int] = (1920, 1080)
     bone_lengths: dict[BonePair, float] | None = field(default=None)
-    height_for_template: float = 1.7
+    template_height: float = 1.7
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 0:
             raise ValueError(f"SingleViewFitConfig.steps must be an int >= 0, got {self.steps!r}")
-        positive = ("lr", "facing_margin", "turn_offset", "depth", "focal", "height_for_template")
+        positive = ("lr", "facing_margin", "turn_offset", "depth", "focal", "template_height")
         non_negative = (
             "bone_weight",
             "smooth_weight",
@@ -189,15 +218,44 @@ class SingleViewFitConfig:
                 f"SingleViewFitConfig.image_size must be (W, H) positive ints, got {self.image_size!r}"
             )
         self.image_size = size  # type: ignore[assignment]
+        for name in ("scale_start", "multi_start"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"SingleViewFitConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if self.bone_lengths is not None:
             self.bone_lengths = _check_bone_lengths(self.bone_lengths)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (bone pairs become ``"a-b"`` strings) for YAML/JSON."""
+        """Plain data for YAML/JSON: bone pairs become ``"a-b"`` strings, the image size a list."""
         out = asdict(self)
+        out["image_size"] = list(self.image_size)
         if self.bone_lengths is not None:
             out["bone_lengths"] = {f"{a}-{b}": v for (a, b), v in self.bone_lengths.items()}
         return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SingleViewFitConfig:
+        """Inverse of :meth:`to_dict` (``bone_lengths`` keys may be ``"a-b"`` strings or pairs)."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"SingleViewFitConfig.from_dict needs a mapping, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown SingleViewFitConfig fields {unknown}; known: {sorted(known)}")
+        kwargs = dict(data)
+        if "image_size" in kwargs:
+            kwargs["image_size"] = tuple(kwargs["image_size"])
+        lengths = kwargs.get("bone_lengths")
+        if isinstance(lengths, Mapping):
+            parsed = {}
+            for key, value in lengths.items():
+                if isinstance(key, str):
+                    parts = key.split("-")
+                    if len(parts) != 2:
+                        raise ValueError(f"bone_lengths key {key!r} must read 'joint_a-joint_b'")
+                    key = (parts[0], parts[1])
+                parsed[key] = value
+            kwargs["bone_lengths"] = parsed
+        return cls(**kwargs)
 
 
 def _check_bone_lengths(lengths: Any) -> dict[BonePair, float]:
@@ -258,7 +316,7 @@ def _pair_indices(
     """Index pairs (a, b) and prior lengths of the prior term."""
     names = skeleton.joint_names
     if config.bone_lengths is None:
-        template = body14_bone_lengths(config.height_for_template)
+        template = body14_bone_lengths(config.template_height)
         items = [(k, v) for k, v in template.items() if k[0] in names and k[1] in names]
     else:
         items = list(config.bone_lengths.items())
@@ -310,7 +368,8 @@ def _facing_indices(skeleton: Skeleton) -> dict[str, int] | None:
 
 # ------------------------------------------------------------------------------------- initialisation
 def _nearest_index(valid: Tensor) -> Tensor:
-    """For (..., T) bool, the index of the nearest True along T (ties to the earlier frame); 0 if none."""
+    """For (..., T) bool, the index of the nearest True along T (ties: the earlier frame); some index
+    in [0, T) where a row has no True."""
     T = valid.shape[-1]
     idx = torch.arange(T, device=valid.device).expand_as(valid)
     big = 2 * T + 1
@@ -418,6 +477,7 @@ def _facing_offsets(X: Tensor, k: dict[str, int]) -> Tensor:
 def _energy(
     X: Tensor,
     z: Tensor,
+    z_ref: Tensor,
     target: Tensor,
     conf: Tensor,
     fmask: Tensor,
@@ -425,7 +485,10 @@ def _energy(
     terms: _Terms,
     config: SingleViewFitConfig,
 ) -> Tensor:
-    """The objective of every sequence, (N,) (module docstring). X (N, T, J, 3) world, z (N, T, J) depth."""
+    """The objective of every sequence, (N,) (module docstring).
+
+    X (N, T, J, 3) world joints, z (N, T, J) their camera depths, z_ref (N, T) the start's root depth.
+    """
     xh = torch.cat([X, torch.ones_like(X[..., :1])], dim=-1)
     proj = xh @ P_nT
     uv = proj[..., :2] / proj[..., 2:]
@@ -449,7 +512,7 @@ def _energy(
         energy = energy + config.facing_weight * _seq_mean(torch.relu(config.facing_margin - d).square(), fm)
     z_root = z[..., terms.root].mean(-1)  # (N, T)
     if config.root_depth_weight > 0:
-        energy = energy + config.root_depth_weight * _seq_mean((z_root - config.depth).square(), fmask)
+        energy = energy + config.root_depth_weight * _seq_mean((z_root - z_ref).square(), fmask)
     if config.flatness_weight > 0:
         energy = energy + config.flatness_weight * _seq_mean((z - z_root[..., None]).square(), fm)
     return energy
@@ -464,26 +527,27 @@ def _optimise(
     terms: _Terms,
     config: SingleViewFitConfig,
 ) -> tuple[Tensor, Tensor]:
-    """Adam on (delta, log z) from the start (x0, z0). Returns the joints (N, T, J, 3) and energies (N,)."""
+    """Adam from the start (x0, z0). Returns the joints (N, T, J, 3) and the energies (N,).
+
+    The variables are in metres: a depth step ``a`` and a 2D offset ``e``, with ``z = z0 exp(a / d)`` and
+    ``x = x0 + e f / d`` per sequence (d: its mean start root depth, f: its mean normalised focal length),
+    so one learning rate moves every sequence's joints about ``lr`` metres per step at the start, and
+    sequences never share a step size.
+    """
     K_invT, P_nT, R_b, t_b, f_n = cams
-    delta = torch.zeros_like(x0, requires_grad=True)
-    log_z = z0.log().requires_grad_(True)
+    z_ref = z0[..., terms.root].mean(-1)  # (N, T)
+    d = z_ref.mean(-1)[:, None, None]  # (N, 1, 1)
+    a = torch.zeros_like(z0, requires_grad=True)
+    e = torch.zeros_like(x0, requires_grad=True)
 
     def joints() -> tuple[Tensor, Tensor]:
-        xh = torch.cat([x0 + delta, torch.ones_like(x0[..., :1])], dim=-1)
-        ray = xh @ K_invT  # (N, T, J, 3), camera frame
-        z = log_z.exp()
+        x = x0 + e * (f_n[:, None, None] / d)[..., None]
+        ray = torch.cat([x, torch.ones_like(x[..., :1])], dim=-1) @ K_invT  # (N, T, J, 3), camera frame
+        z = z0 * torch.exp(a / d)
         return (ray * (z / ray[..., 2])[..., None] - t_b) @ R_b, z  # world: R^T (X_c - t)
 
     if config.steps > 0:
-        # Both groups start at about ``lr`` metres per step: log-depth steps times the depth, offset steps
-        # (normalised units) converted at the initial depth with the mean normalised focal length f_n.
-        opt = torch.optim.Adam(
-            [
-                {"params": [log_z], "lr": config.lr / config.depth},
-                {"params": [delta], "lr": config.lr * float(f_n) / config.depth},
-            ]
-        )
+        opt = torch.optim.Adam([a, e], lr=config.lr, eps=1e-12)
         frac, steps = config.final_lr_fraction, config.steps
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda k: frac + (1.0 - frac) * 0.5 * (1.0 + math.cos(math.pi * k / steps))
@@ -491,12 +555,37 @@ def _optimise(
         for _ in range(steps):
             opt.zero_grad(set_to_none=True)
             X, z = joints()
-            _energy(X, z, x0, conf, fmask, P_nT, terms, config).sum().backward()
+            _energy(X, z, z_ref, x0, conf, fmask, P_nT, terms, config).sum().backward()
             opt.step()
             sched.step()
     with torch.no_grad():
         X, z = joints()
-        return X, _energy(X, z, x0, conf, fmask, P_nT, terms, config)
+        return X, _energy(X, z, z_ref, x0, conf, fmask, P_nT, terms, config)
+
+
+def _scale_start(x0: Tensor, z0: Tensor, observed: Tensor, K_invT: Tensor, terms: _Terms) -> Tensor:
+    """Per-frame depths that scale each frame's flat cut-out to the prior lengths (least squares).
+
+    The cut-out at depths z0 has lengths l_p (p over the prior pairs observed in the frame); scaling the
+    frame by ``s = sum l_p L_p / sum l_p^2`` (depth and size scale together along the rays) fits them best.
+    Frames without an observed prior pair take the scale of the nearest frame that has one; sequences
+    without any keep z0.
+
+    Returns:
+        (N, T, J) depths.
+    """
+    if not terms.ia:
+        return z0
+    xh = torch.cat([x0, torch.ones_like(x0[..., :1])], dim=-1)
+    ray = xh @ K_invT
+    Xc = ray * (z0 / ray[..., 2])[..., None]
+    l = _lengths(Xc, terms.ia, terms.ib)  # (N, T, P)
+    w = (observed[..., terms.ia] & observed[..., terms.ib]).to(l.dtype)
+    num, den = (w * l * terms.lengths).sum(-1), (w * l.square()).sum(-1)  # (N, T)
+    has = den > 0
+    scale = torch.where(has, num / den.clamp_min(1e-12), torch.ones_like(num))
+    scale = torch.gather(scale, 1, _nearest_index(has))
+    return z0 * scale[..., None]
 
 
 def _hold_masked(X: Tensor, mask: Tensor) -> Tensor:
@@ -538,7 +627,7 @@ def fit_single_view(
         conf: (B, T, J) keypoint confidences >= 0 weighting the reprojection term; 0 = unobserved (the
             joint is then placed by the bone, smoothness and facing terms alone).
         camera: the view's :class:`~mvlift.geometry.Cameras`: one view, batch shape () (shared) or (B,);
-            default: :func:`default_camera`'s ring camera with ``config.focal`` and ``config.image_size``.
+            default: :func:`default_camera` with ``config.focal`` and ``config.image_size``.
 
     Returns:
         (B, T, J, 3) world joint positions, metres, in x2d's dtype (float32 for half-precision input), on
@@ -592,19 +681,10 @@ def fit_single_view(
         raise ValueError("x2d must be finite wherever a joint is observed (mask True and conf > 0)")
 
     if camera is None:
-        camera = ring_cameras(
-            1,
-            radius=3.0,
-            height=1.0,
-            look_at=(0.0, 1.0, 0.0),
-            focal=config.focal,
-            image_size=config.image_size,
-            dtype=dtype,
-            device=device,
-        )
+        camera = default_camera(config.focal, config.image_size, dtype=dtype, device=device)
     cam = _select_camera(camera, B, dtype, device)
     K_n = cam.K_normalized[:, 0]  # (B, 3, 3)
-    f_n = 0.5 * (K_n[:, 0, 0].abs() + K_n[:, 1, 1].abs()).mean()
+    f_n = 0.5 * (K_n[:, 0, 0].abs() + K_n[:, 1, 1].abs())  # (B,)
     cams = (
         torch.linalg.inv(K_n).transpose(-1, -2)[:, None],  # (B, 1, 3, 3): rays = xh @ K^-T
         cam.P_normalized[:, 0].transpose(-1, -2)[:, None],  # (B, 1, 4, 3): projection = Xh @ P^T
@@ -626,6 +706,8 @@ def fit_single_view(
     )
     prior = {(min(a, b), max(a, b)): v for a, b, v in zip(ia, ib, lengths, strict=True)}
     x0, z0 = _fill_unobserved(x2d, observed, skeleton, prior, config.depth)
+    if config.scale_start:
+        z0 = _scale_start(x0, z0, observed, cams[0], terms)
     fmask = mask.to(dtype)
 
     if not (
@@ -637,8 +719,11 @@ def fit_single_view(
     # turn_offset); keep the lowest objective (ties: the earlier start).
     turn = config.turn_offset * _side_signs(skeleton, dtype, device)
     n = 3
-    rep = lambda x: torch.cat([x] * n, dim=0)  # noqa: E731
-    cams_n = tuple(rep(c) if isinstance(c, Tensor) and c.ndim else c for c in cams)
+
+    def rep(x: Tensor) -> Tensor:
+        return torch.cat([x] * n, dim=0)
+
+    cams_n = tuple(rep(c) for c in cams)
     z_starts = torch.cat([z0, z0 + turn, z0 - turn], dim=0)
     X, energy = _optimise(rep(x0), z_starts, rep(conf), rep(fmask), cams_n, terms, config)
     X, energy = X.view(n, B, T, J, 3), energy.view(n, B)

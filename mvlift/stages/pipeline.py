@@ -394,7 +394,8 @@ def evaluate(
         from mvlift.baselines import SingleViewFitConfig, fit_single_view
 
         t0 = time.perf_counter()
-        preds["single_view"] = fit_single_view(x, skel, SingleViewFitConfig(), mask=mask)
+        conf = torch.as_tensor(data.conf, dtype=torch.float32, device=device)
+        preds["single_view"] = fit_single_view(x, skel, SingleViewFitConfig(), mask=mask, conf=conf)
         timings["single_view"] = time.perf_counter() - t0
 
     from mvlift.geometry import normalized_to_pixels

@@ -316,6 +316,14 @@ def epipolar_loss(
         _check_values(F, weights)
 
     cd = _ref.compute_dtype(x.dtype)
+    red = "per_sequence" if reduction == "none" else reduction
+    if not _backend.use_triton(x):
+        # No kernel here: the reference in plain torch ops, differentiated by autograd itself (no second
+        # forward pass in the backward) and traced by torch.compile like any torch code.
+        pair_list = list(zip(flat_pairs[0::2], flat_pairs[1::2], strict=True))
+        return _ref.epipolar_loss(
+            x, F.to(cd), weights=weights, mask=mask, pairs=pair_list, distance=distance, reduction=red
+        )
     loss, _ = _epipolar_loss(
         x.contiguous(),
         F.to(cd).contiguous(),
@@ -323,6 +331,6 @@ def epipolar_loss(
         None if mask is None else mask.contiguous(),
         flat_pairs,
         distance,
-        "per_sequence" if reduction == "none" else reduction,
+        red,
     )
     return loss

@@ -247,6 +247,8 @@ def line_matching_loss(
     _check_mask(op, mask, B, T, x.device)
     if reduction not in _ref.REDUCTIONS:
         raise ValueError(f"{op}: reduction must be one of {_ref.REDUCTIONS}, got {reduction!r}")
+    if not _backend.use_triton(x):  # the reference, differentiated by autograd (see epipolar_loss)
+        return _ref.line_matching_loss(x, lines, mask=mask, reduction=reduction)
     loss, _ = _line_matching_loss(
         x.contiguous(),
         lines.contiguous(),
@@ -289,6 +291,8 @@ def stage1_loss(
         raise TypeError(f"{op}: line_weight must be a real number, got {type(line_weight).__name__}")
     if not math.isfinite(float(line_weight)):
         raise ValueError(f"{op}: line_weight must be finite, got {line_weight}")
+    if not _backend.use_triton(x0_pred):  # the reference, differentiated by autograd (see epipolar_loss)
+        return _ref.stage1_loss(x0_pred, x0, lines, mask=mask, line_weight=float(line_weight))
     out = _stage1_loss(
         x0_pred.contiguous(), x0.contiguous(), lines.contiguous(), _optional(mask), float(line_weight)
     )

@@ -33,7 +33,7 @@ from mvlift.models import DenoiserConfig, build_model
 from mvlift.schedulers import CosineSchedule
 from mvlift.stages.lift import LiftConfig, lift
 from mvlift.stages.shards import ShardedWriter, load_shards, merge_manifests
-from mvlift.stages.stage2 import Stage2Config, optimize_views
+from mvlift.stages.stage2 import Stage2Config, optimize_views, sample_views_stage1_only
 from mvlift.stages.stage3 import Stage3Config, synthesize, triangulate_views
 from mvlift.training import (
     MultiViewDataset,
@@ -355,8 +355,10 @@ def evaluate(
 ) -> dict[str, Any]:
     """Step 5: lift the evaluation windows and score them (paper protocol); writes ``metrics.json``/``.md``.
 
-    Methods: ``mvlift`` (stage-4 model + triangulation), ``stage2_only`` (stage-2 views of the stage-1
-    model triangulated directly; when ``config.baselines``), ``single_view`` (the single-view optimisation
+    Methods: ``mvlift`` (stage-4 model + triangulation), ``stage1_only`` (each unseen view sampled
+    independently from the stage-1 model given the input's epipolar lines, then triangulated; when
+    ``config.baselines``), ``stage2_only`` (stage-2 views of the stage-1 model triangulated directly; when
+    ``config.baselines``), ``single_view`` (the single-view optimisation
     baseline of :mod:`mvlift.baselines`; when ``config.baselines``).
     """
     from mvlift.data.singleview import load_singleview_dataset, load_singleview_eval
@@ -379,6 +381,11 @@ def evaluate(
         m1 = (
             stage1_model if stage1_model is not None else load_model(config.run_dir / "stage1", device=device)
         )
+        t0 = time.perf_counter()
+        s1 = sample_views_stage1_only(m1.to(device), x, config.stage2, mask=mask, steps=config.lift.steps)
+        X1, _ = triangulate_views(s1.views.double(), s1.cameras, refine_iters=config.stage3.refine_iters)
+        preds["stage1_only"] = X1.float()
+        timings["stage1_only"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         s2 = optimize_views(
             m1.to(device),

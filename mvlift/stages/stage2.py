@@ -300,3 +300,51 @@ def optimize_views(
     if not math.isfinite(float(views.abs().max())):
         raise FloatingPointError("stage 2 diverged (non-finite views); lower lr or the loss weights")
     return Stage2Result(views=views, cameras=cams, F=F, history=history)
+
+
+def sample_views_stage1_only(
+    denoiser: Callable[..., Tensor],
+    x_input: Tensor,
+    config: Stage2Config | None = None,
+    *,
+    mask: Tensor | None = None,
+    steps: int = 50,
+    seed: int = 0,
+    progress: bool = False,
+) -> Stage2Result:
+    """The paper's "stage 1 only" ablation: sample each unseen view of the ring independently from the
+    stage-1 model, conditioned on the input view's epipolar lines in that view (DDIM, ``steps`` steps), with
+    no joint optimisation and no epipolar loss between the generated views.
+
+    Args and result as in :func:`optimize_views` (``history`` is empty).
+    """
+    from mvlift.schedulers import DDIMScheduler, sample
+
+    config = config or Stage2Config()
+    if x_input.dim() != 4 or x_input.shape[-1] != 2:
+        raise ValueError(f"x_input must have shape (B, T, J, 2), got {tuple(x_input.shape)}")
+    B, T, J, _ = x_input.shape
+    V = config.num_views
+    cams, F = make_ring(config, dtype=x_input.dtype, device=x_input.device)
+    lines = torch.cat([epipolar_line_conditions(x_input, F[0, v]) for v in range(1, V)], dim=0).to(
+        x_input.dtype
+    )
+    mask_rep = None if mask is None else mask.repeat(V - 1, 1)  # view-major, like ``lines``
+    scheduler = DDIMScheduler(steps)
+    scheduler.set_timesteps(steps)
+
+    def model_fn(x_t: Tensor, t: Tensor) -> Tensor:
+        return denoiser(x_t, t, lines, mask_rep)
+
+    with torch.no_grad():
+        y = sample(
+            model_fn,
+            (B * (V - 1), T, J, 2),
+            scheduler,
+            generator=seed,
+            device=x_input.device,
+            dtype=x_input.dtype,
+            progress=progress,
+        )
+    views = torch.cat([x_input[:, None], y.reshape(V - 1, B, T, J, 2).transpose(0, 1)], dim=1)
+    return Stage2Result(views=views, cameras=cams, F=F)

@@ -77,7 +77,7 @@ def test_pipeline_end_to_end_and_resume(tmp_path, cpu_training):
     ):
         assert (run / p).exists(), p
     metrics = out["metrics"]
-    assert set(metrics) == {"mvlift", "stage2_only", "single_view"}
+    assert set(metrics) == {"mvlift", "stage1_only", "stage2_only", "single_view"}
     for name, m in metrics.items():
         for key in ("mpjpe", "pa_mpjpe", "t_root"):
             assert math.isfinite(m[key]) and m[key] > 0, (name, key, m[key])
@@ -144,3 +144,13 @@ def test_mocap_source_split_by_file(tmp_path, cmu_dir, cpu_training):
     assert manifest["num_windows"] > 0
     ev = json.loads((tmp_path / "cmu" / "data" / "eval" / "manifest.json").read_text())
     assert ev["num_windows"] > 0
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "cmu_gpu.yaml"])
+def test_shipped_configs_parse(name):
+    from importlib import resources
+
+    path = resources.files("mvlift") / "configs" / name
+    cfg = load_pipeline_config(str(path))
+    assert cfg.stage1.max_steps > 0 and cfg.stage4.max_steps > 0
+    assert cfg.lift.num_views == 4 and cfg.stage2.num_views == 6

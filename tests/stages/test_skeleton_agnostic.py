@@ -76,7 +76,7 @@ def test_pipeline_runs_on_skeleton(tmp_path, cpu_training, skeleton):
     for p in ("synthetic/manifest.json", "stage1/loss_log.csv", "stage4/loss_log.csv", "metrics.json"):
         assert (run / p).exists(), p
     metrics = out["metrics"]
-    assert set(metrics) == {"mvlift", "stage2_only", "single_view"}
+    assert set(metrics) == {"mvlift", "stage1_only", "stage2_only", "single_view"}
     for name, m in metrics.items():
         assert m.get("failed", 0.0) == 0.0, (name, m)
         for key in ("mpjpe", "pa_mpjpe", "t_root", "j2d"):

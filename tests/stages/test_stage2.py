@@ -69,3 +69,26 @@ def test_bad_inputs():
         optimize_views(lambda *a: a[0], CosineSchedule(), torch.rand(2, 3, 4), cfg)
     with pytest.raises(ValueError, match="mask"):
         optimize_views(lambda *a: a[0], CosineSchedule(), torch.rand(2, 3, 4, 2), cfg, mask=torch.ones(2, 3))
+
+
+def test_stage1_only_ablation_samples_each_view_on_its_lines(seed):
+    """Each generated view is conditioned on the input's epipolar lines in that view (view-major order)."""
+    cfg = Stage2Config(progress=False)
+    B, T, J = 2, 5, 3
+    views, F = _scene(B, T, J, cfg, seed)
+    seen = []
+
+    def denoiser(x_t, t, lines, mask):
+        seen.append(lines)
+        return torch.zeros_like(x_t)
+
+    from mvlift.geometry import epipolar_line_conditions
+    from mvlift.stages.stage2 import sample_views_stage1_only
+
+    res = sample_views_stage1_only(denoiser, views[:, 0].float(), cfg, steps=3, seed=seed)
+    assert res.views.shape == (B, 6, T, J, 2)
+    assert torch.equal(res.views[:, 0], views[:, 0].float())
+    lines = seen[0].reshape(5, B, T, J, 3)
+    for v in range(1, 6):
+        expected = epipolar_line_conditions(views[:, 0].float(), res.F[0, v])
+        torch.testing.assert_close(lines[v - 1], expected)

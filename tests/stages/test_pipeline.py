@@ -11,57 +11,15 @@ import yaml
 from mvlift.cli import main
 from mvlift.stages.pipeline import PipelineConfig, format_metrics, load_pipeline_config, run_pipeline
 
-MICRO = {
-    "device": "cpu",
-    "data": {
-        "source": "procedural",
-        "train_clips": 6,
-        "eval_clips": 2,
-        "clip_frames": 24,
-        "window": 24,
-        "min_length": 16,
-    },
-    "model": {
-        "d_model": 32,
-        "num_layers": 1,
-        "num_heads": 2,
-        "ffn_dim": 32,
-        "dropout": 0.0,
-        "max_frames": 32,
-    },
-    "stage1": {
-        "batch_size": 4,
-        "grad_accum": 1,
-        "max_steps": 6,
-        "log_every": 2,
-        "ckpt_every": 3,
-        "ema_every": 1,
-        "progress": False,
-    },
-    "stage2": {"steps": 4, "progress": False, "log_every": 2},
-    "stage2_batch": 4,
-    "stage3": {"refine_iters": 1, "fit_steps": 3},
-    "stage4": {
-        "batch_size": 4,
-        "grad_accum": 1,
-        "max_steps": 6,
-        "log_every": 2,
-        "ckpt_every": 3,
-        "ema_every": 1,
-        "progress": False,
-    },
-    "lift": {"steps": 2, "progress": False},
-}
 
-
-def _write(tmp_path, **extra):
+def _write(tmp_path, micro, **extra):
     path = tmp_path / "micro.yaml"
-    path.write_text(yaml.safe_dump({**MICRO, "out_dir": str(tmp_path / "run"), **extra}))
+    path.write_text(yaml.safe_dump({**micro, "out_dir": str(tmp_path / "run"), **extra}))
     return path
 
 
-def test_pipeline_end_to_end_and_resume(tmp_path, cpu_training):
-    cfg = load_pipeline_config(_write(tmp_path))
+def test_pipeline_end_to_end_and_resume(tmp_path, cpu_training, micro_config):
+    cfg = load_pipeline_config(_write(tmp_path, micro_config))
     out = run_pipeline(cfg)
     run = tmp_path / "run"
     for p in (
@@ -85,14 +43,14 @@ def test_pipeline_end_to_end_and_resume(tmp_path, cpu_training):
     assert len(shards) == 2  # 6 training windows in shards of 4
     # Resume: nothing is recomputed (same shard files, same checkpoints), evaluation repeats identically.
     before = {p: p.stat().st_mtime_ns for p in (run / "synthetic").glob("shard_*")}
-    again = run_pipeline(load_pipeline_config(_write(tmp_path)))
+    again = run_pipeline(load_pipeline_config(_write(tmp_path, micro_config)))
     assert {p: p.stat().st_mtime_ns for p in (run / "synthetic").glob("shard_*")} == before
     assert again["metrics"]["mvlift"]["mpjpe"] == pytest.approx(metrics["mvlift"]["mpjpe"])
     assert "| mvlift |" in format_metrics(metrics)
 
 
-def test_cli_runs_steps_and_reports_errors(tmp_path, cpu_training, capsys):
-    path = _write(tmp_path, baselines=False)
+def test_cli_runs_steps_and_reports_errors(tmp_path, cpu_training, capsys, micro_config):
+    path = _write(tmp_path, micro_config, baselines=False)
     assert (
         main(
             [
@@ -121,8 +79,8 @@ def test_cli_runs_steps_and_reports_errors(tmp_path, cpu_training, capsys):
     assert "unknown pipeline config keys" in capsys.readouterr().err
 
 
-def test_config_round_trip_and_validation(tmp_path):
-    cfg = load_pipeline_config(_write(tmp_path))
+def test_config_round_trip_and_validation(tmp_path, micro_config):
+    cfg = load_pipeline_config(_write(tmp_path, micro_config))
     again = PipelineConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again.to_dict() == cfg.to_dict()
     with pytest.raises(ValueError, match="unknown keys"):

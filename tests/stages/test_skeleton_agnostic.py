@@ -14,53 +14,11 @@ from mvlift.data.singleview import load_singleview_dataset, load_singleview_eval
 from mvlift.data.skeletons import BODY14
 from mvlift.stages.pipeline import PipelineConfig, _skeleton, run_pipeline
 
-MICRO = {
-    "device": "cpu",
-    "data": {
-        "source": "procedural",
-        "train_clips": 6,
-        "eval_clips": 2,
-        "clip_frames": 24,
-        "window": 24,
-        "min_length": 16,
-    },
-    "model": {
-        "d_model": 32,
-        "num_layers": 1,
-        "num_heads": 2,
-        "ffn_dim": 32,
-        "dropout": 0.0,
-        "max_frames": 32,
-    },
-    "stage1": {
-        "batch_size": 4,
-        "grad_accum": 1,
-        "max_steps": 6,
-        "log_every": 2,
-        "ckpt_every": 3,
-        "ema_every": 1,
-        "progress": False,
-    },
-    "stage2": {"steps": 4, "progress": False, "log_every": 2},
-    "stage2_batch": 4,
-    "stage3": {"refine_iters": 1, "fit_steps": 3},
-    "stage4": {
-        "batch_size": 4,
-        "grad_accum": 1,
-        "max_steps": 6,
-        "log_every": 2,
-        "ckpt_every": 3,
-        "ema_every": 1,
-        "progress": False,
-    },
-    "lift": {"steps": 2, "progress": False},
-}
-
 
 @pytest.mark.parametrize("skeleton", [QUADRUPED17, BODY14_OBJECT5], ids=lambda s: s.name)
-def test_pipeline_runs_on_skeleton(tmp_path, cpu_training, skeleton):
-    cfg = dict(MICRO)
-    cfg["data"] = {**MICRO["data"], "skeleton": skeleton.name}
+def test_pipeline_runs_on_skeleton(tmp_path, cpu_training, micro_config, skeleton):
+    cfg = micro_config
+    cfg["data"]["skeleton"] = skeleton.name
     config = PipelineConfig.from_dict({**cfg, "out_dir": str(tmp_path / "run")})
     out = run_pipeline(config)
     run = tmp_path / "run"

@@ -22,12 +22,10 @@ from importlib import resources
 from pathlib import Path
 
 
-def _config(path: str | None, out: str | None, device: str | None):  # noqa: ANN202
+def _config(args: argparse.Namespace):  # noqa: ANN202
     from mvlift.stages.pipeline import load_pipeline_config
 
-    if path is None:
-        raise SystemExit("a CONFIG.yaml is required (see mvlift/configs/ for examples)")
-    return load_pipeline_config(path, out_dir=out, device=device)
+    return load_pipeline_config(args.config, settings=args.set, out_dir=args.out, device=args.device)
 
 
 def _demo_config_path() -> Path:
@@ -37,7 +35,7 @@ def _demo_config_path() -> Path:
 def cmd_demo(args: argparse.Namespace) -> int:
     from mvlift.stages.pipeline import format_metrics, load_pipeline_config, run_pipeline
 
-    cfg = load_pipeline_config(_demo_config_path(), out_dir=args.out, device=args.device)
+    cfg = load_pipeline_config(_demo_config_path(), settings=args.set, out_dir=args.out, device=args.device)
     print(f"mvlift demo: synthetic procedural motion (no download) -> run folder {cfg.out_dir}", flush=True)
     result = run_pipeline(cfg)
     print("\nEvaluation on held-out synthetic clips (mm; J_2D in canvas pixels):")
@@ -49,7 +47,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from mvlift.stages.pipeline import format_metrics, run_pipeline
 
-    cfg = _config(args.config, args.out, args.device)
+    cfg = _config(args)
     result = run_pipeline(cfg)
     print(format_metrics(result["metrics"]))
     return 0
@@ -59,7 +57,7 @@ def _step(name: str):  # noqa: ANN202
     def run(args: argparse.Namespace) -> int:
         from mvlift.stages.pipeline import format_metrics, run_pipeline
 
-        cfg = _config(args.config, args.out, args.device)
+        cfg = _config(args)
         steps = {
             "stage1": ("stage1",),
             "stage2": ("stage2_3",),
@@ -182,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("config", help="pipeline config YAML (see mvlift/configs/)")
         sp.add_argument("--out", default=None, help="run folder (overrides the config's out_dir)")
         sp.add_argument("--device", default=None, help="auto | cpu | cuda")
+        sp.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config entry, e.g. --set stage1.max_steps=100 --set data.source=/data/asfamc",
+        )
 
     sp = sub.add_parser("demo", help="run all stages at toy scale on built-in synthetic motion")
     common(sp, config=False)

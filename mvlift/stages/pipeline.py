@@ -168,12 +168,32 @@ def _dataclass_from(klass: type, values: dict[str, Any], where: str) -> Any:
     return klass(**values)
 
 
-def load_pipeline_config(path: str | Path, **overrides: Any) -> PipelineConfig:
-    """Read a YAML (or JSON) pipeline config; ``overrides`` replace top-level keys (e.g. out_dir)."""
+def load_pipeline_config(
+    path: str | Path, *, settings: list[str] | tuple[str, ...] = (), **overrides: Any
+) -> PipelineConfig:
+    """Read a YAML (or JSON) pipeline config.
+
+    Args:
+        path: the config file.
+        settings: ``"dotted.key=value"`` strings applied in order, the value parsed as YAML
+            (e.g. ``"stage1.max_steps=100"``, ``"data.source=/data/cmu/asfamc"``).
+        overrides: top-level keys to replace when not None (e.g. ``out_dir``, ``device``).
+    """
     text = Path(path).read_text()
     data = yaml.safe_load(text) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a pipeline config must be a mapping, got {type(data).__name__}")
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"a setting must look like section.key=value, got {item!r}")
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"setting {item!r}: {part!r} is not a section")
+        node[leaf] = yaml.safe_load(value)
     data.update({k: v for k, v in overrides.items() if v is not None})
     return PipelineConfig.from_dict(data)
 

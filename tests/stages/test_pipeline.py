@@ -71,8 +71,12 @@ def test_cli_runs_steps_and_reports_errors(tmp_path, cpu_training, capsys, micro
         == 0
     )
     assert (tmp_path / "prep" / "data" / "train" / "manifest.json").exists()
-    assert main(["run", str(path)]) == 0
+    assert main(["run", str(path), "--set", "lift.steps=3", "--set", "stage2.steps=2"]) == 0
     assert "| mvlift |" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["lift"]["steps"] == 3 and saved["stage2"]["steps"] == 2
+    assert main(["run", str(path), "--set", "nonsense"]) == 2
+    assert "section.key=value" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"stage9": {}}))
     assert main(["run", str(bad)]) == 2

@@ -28,7 +28,7 @@ import triton.language as tl
 
 from mvlift.ops._backend import triton_interpret
 
-from .epipolar_loss import REDUCTIONS, finalize_partials
+from .epipolar_loss import REDUCTIONS, _dummy, _frame_weight, _mask_bytes, finalize_partials
 
 __all__ = [
     "line_matching_loss_backward",
@@ -78,16 +78,6 @@ def _store_points(ptr, b, offs, valid, N, gx, gy):
     two = tl.arange(0, 2)
     gxy = tl.join(gx, gy).to(ptr.dtype.element_ty)
     tl.store(ptr + 2 * b * N + offs[:, None] * 2 + two[None, :], gxy, mask=valid[:, None])
-
-
-@triton.jit
-def _frame_weight(m_ptr, b, offs, valid, J, T, HAS_M: tl.constexpr, CDT: tl.constexpr):
-    """1 for points inside the sequence and on a valid frame, else 0."""
-    w = valid.to(CDT)
-    if HAS_M:
-        mk = tl.load(m_ptr + b * T + offs // J, mask=valid, other=0)
-        w = w * (mk != 0).to(CDT)
-    return w
 
 
 @triton.jit
@@ -278,10 +268,6 @@ def _stage1_bwd_kernel(
 
 
 # ----------------------------------------------------------------------------------------------- launchers
-def _mask_bytes(mask: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    return like if mask is None else mask.view(torch.uint8)
-
-
 def _grid(x: torch.Tensor) -> tuple[int, int, int, int, int, int]:
     B, T, J = x.shape[:3]
     block, warps = _block()
@@ -310,7 +296,7 @@ def line_matching_loss_forward(
     partials = torch.empty((B, NT, 2), dtype=compute_dtype, device=x.device)
     if B * NT > 0:
         _line_fwd_kernel[(B, NT)](
-            x, lines, _mask_bytes(mask, x), partials, N, J, T, NT,
+            x, lines, _dummy(_mask_bytes(mask), x), partials, N, J, T, NT,
             HAS_M=mask is not None, FP64=compute_dtype == torch.float64, BLOCK=block, num_warps=warps,
         )  # fmt: skip
     return finalize_partials(partials, reduction)
@@ -337,7 +323,7 @@ def line_matching_loss_backward(
     dl = torch.empty_like(lines) if need_lines else None
     if B * NT > 0 and (need_x or need_lines):
         _line_bwd_kernel[(B, NT)](
-            x, lines, _mask_bytes(mask, x), grad_loss.to(stats.dtype).contiguous(), stats,
+            x, lines, _dummy(_mask_bytes(mask), x), grad_loss.to(stats.dtype).contiguous(), stats,
             x if dx is None else dx, lines if dl is None else dl, B, N, J, T,
             RED=REDUCTIONS[reduction], HAS_M=mask is not None, NEED_DX=need_x, NEED_DL=need_lines,
             FP64=stats.dtype == torch.float64, BLOCK=block, num_warps=warps,
@@ -368,7 +354,7 @@ def stage1_loss_forward(
     out = torch.empty((4,), dtype=compute_dtype, device=x0_pred.device)
     if B * NT > 0:
         _stage1_fwd_kernel[(B, NT)](
-            x0_pred, x0, lines, _mask_bytes(mask, x0_pred), partials, N, J, T, NT,
+            x0_pred, x0, lines, _dummy(_mask_bytes(mask), x0_pred), partials, N, J, T, NT,
             HAS_M=mask is not None, FP64=fp64, BLOCK=block, num_warps=warps,
         )  # fmt: skip
     fin_block, fin_warps = (4, 1) if triton_interpret() else (128, 4)  # tests run the loop several times
@@ -405,7 +391,7 @@ def stage1_loss_backward(
     dl = torch.empty_like(lines) if need_lines else None
     if B * NT > 0 and (need_x0_pred or need_x0 or need_lines):
         _stage1_bwd_kernel[(B, NT)](
-            x0_pred, x0, lines, _mask_bytes(mask, x0_pred), grad_out.to(out.dtype).contiguous(), out,
+            x0_pred, x0, lines, _dummy(_mask_bytes(mask), x0_pred), grad_out.to(out.dtype).contiguous(), out,
             x0_pred if dxp is None else dxp, x0 if dx0 is None else dx0, lines if dl is None else dl,
             N, J, T, float(line_weight),
             HAS_M=mask is not None, NEED_DXP=need_x0_pred, NEED_DX0=need_x0, NEED_DL=need_lines,

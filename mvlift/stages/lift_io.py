@@ -4,6 +4,7 @@ is available)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,12 @@ def lift_file(
             f"({skel.name})"
         )
     T = min(x.shape[0], model.config.max_frames)
+    if T < x.shape[0]:
+        warnings.warn(
+            f"{input_path}: {x.shape[0]} frames after the in-canvas cut, but the model covers at most "
+            f"{model.config.max_frames}; lifting the first {T} frames",
+            stacklevel=2,
+        )
     x_in = x[:T].to(dev, torch.float32)[None]
     result = lift(
         model, x_in, LiftConfig(steps=steps, seed=seed, num_views=model.config.num_views), root=skel.root
@@ -102,7 +109,7 @@ def lift_file(
     atomic_savez(out / "lifted.npz", arrays)
     from mvlift.viz import gif_available, save_gif, save_sequence_png
 
-    written = {"lifted": str(out / "lifted.npz")}
+    written = {"lifted": str(out / "lifted.npz"), "frames": f"{T} of {x.shape[0]}"}
     for k in range(result.views.shape[1]):
         p = save_sequence_png(
             out / f"view{k}.png", arrays["views"][k], skel, normalized=True, title=f"view {k}"

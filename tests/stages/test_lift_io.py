@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mvlift.cli import main
-from mvlift.data import BODY14, random_motion
+from mvlift.data import BODY14, generate_motion
 from mvlift.data.motion import Sequence2D
 from mvlift.data.npz import save_sequence2d_npz
 from mvlift.geometry import ring_cameras
@@ -40,8 +40,8 @@ def stage4_run(tmp_path_factory):
     return out
 
 
-def _sequence_file(tmp_path):
-    X = torch.as_tensor(random_motion(3, 20).positions)
+def _sequence_file(tmp_path, frames: int = 20, kind: str = "walk"):
+    X = torch.as_tensor(generate_motion(kind, frames, seed=3).positions)
     root = X[0, list(BODY14.root)].mean(0)
     cams = ring_cameras(1, radius=4.0, look_at=root)
     kp = cams.project(X)[0].numpy()
@@ -81,3 +81,12 @@ def test_lift_cli_and_errors(tmp_path, stage4_run, cpu_training, capsys):
     bad.write_text("nothing")
     with pytest.raises(ValueError, match="expected .npz"):
         read_sequence2d(bad)
+
+
+def test_sequences_longer_than_the_model_are_cut_with_a_warning(tmp_path, stage4_run, cpu_training):
+    path = _sequence_file(tmp_path, frames=40, kind="dance")  # the fixture model covers 32 frames
+    with pytest.warns(UserWarning, match="lifting the first 32 frames"):
+        written = lift_file(path, stage4_run, tmp_path / "out", steps=2)
+    assert written["frames"].startswith("32 of ")
+    with np.load(written["lifted"]) as z:
+        assert z["joints3d"].shape[0] == 32

@@ -167,13 +167,14 @@ def test_reference_path_when_kernels_are_off(seed, monkeypatch):
         g = torch.rand_like(out)
         grads = torch.autograd.grad(out, leaves, g)
         want, want_grads = ref_loss_and_grads(x, F, w, m, g, pairs=[(1, 0), (2, 3)], reduction=reduction)
-        assert rel_err(out, want) < 1e-5
+        # float32 against the float64 oracle: the project's fp32 bound (1e-5 was seed-flaky)
+        assert rel_err(out, want) < 1e-4
         for got, exp in zip(grads, want_grads, strict=True):
-            assert rel_err(got, exp) < 1e-5
+            assert rel_err(got, exp) < 1e-4
     # only x differentiated: the unused gradients are distinct empty outputs (custom ops may not alias)
     out = epipolar_loss(x, F.detach(), weights=w.detach(), mask=m)
     (dx,) = torch.autograd.grad(out, x)
-    assert rel_err(dx, ref_loss_and_grads(x, F, w, m, torch.ones(()))[1][0]) < 1e-5
+    assert rel_err(dx, ref_loss_and_grads(x, F, w, m, torch.ones(()))[1][0]) < 1e-4
 
 
 @pytest.mark.parametrize("kernels", [True, False])

@@ -115,6 +115,10 @@ def cmd_data_show(args: argparse.Namespace) -> int:
         from mvlift.data import load_mocap
 
         motion = load_mocap(path)
+        if args.skeleton != "native" and motion.skeleton is not None:
+            from mvlift.data.skeletons import get_skeleton
+
+            motion = motion.to_skeleton(get_skeleton(args.skeleton))
         skeleton = motion.skeleton if motion.skeleton is not None else motion.parents
         X = torch.as_tensor(motion.positions[:: max(1, round(motion.fps / 30))])
         root = X[0].mean(0)
@@ -226,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--azimuth", type=float, default=0.0, help="camera azimuth, degrees")
     sp.add_argument("--distance", type=float, default=3.0, help="camera distance, metres")
     sp.add_argument("--frames", type=int, default=6, help="frames in the strip")
+    sp.add_argument(
+        "--skeleton",
+        default="body14",
+        help="draw mocap on this joint set (body14, openpose18, ...) or 'native'",
+    )
     sp.set_defaults(func=cmd_data_show)
 
     sp = sub.add_parser("lift", help="one 2D sequence -> 3D joints + root trajectory (+ pictures)")

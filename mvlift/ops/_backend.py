@@ -13,26 +13,26 @@ The answers are computed once and cached.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 from types import ModuleType
 
 import torch
 
+# Read once at import (plain module constants, so torch.compile traces the checks below without caches).
+_INTERPRET = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+_TRITON = importlib.util.find_spec("triton") is not None
 
-@functools.cache
+
 def triton_interpret() -> bool:
-    """True when ``TRITON_INTERPRET=1``: Triton kernels then run on CPU tensors in the interpreter."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    """True when ``TRITON_INTERPRET=1`` was set before mvlift was imported: Triton kernels then run on CPU
+    tensors in the interpreter."""
+    return _INTERPRET
 
 
-@functools.cache
 def triton_available() -> bool:
-    """True when the ``triton`` package imports."""
-    try:
-        import triton  # noqa: F401
-    except Exception:  # pragma: no cover - depends on the install
-        return False
-    return True
+    """True when the ``triton`` package is installed."""
+    return _TRITON
 
 
 def use_triton(t: torch.Tensor) -> bool:

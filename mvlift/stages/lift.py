@@ -16,8 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mvlift.geometry import Cameras, ring_cameras
+from mvlift.geometry import Cameras
 from mvlift.schedulers import DDIMScheduler, DDPMScheduler, sample
+from mvlift.stages.stage2 import ring_from_config
 from mvlift.stages.stage3 import Stage3Config, fit_joint_motion, triangulate_views
 
 
@@ -73,17 +74,7 @@ class LiftResult:
 
 def inference_ring(config: LiftConfig, *, device: torch.device | str = "cpu") -> Cameras:
     """The K-camera ring of :func:`lift`, float64, looking at (0, height, 0)."""
-    return ring_cameras(
-        config.num_views,
-        radius=config.radius,
-        height=config.height,
-        start_azimuth=config.start_azimuth,
-        focal=config.focal,
-        image_size=config.image_size,
-        look_at=(0.0, config.height, 0.0),
-        dtype=torch.float64,
-        device=device,
-    )
+    return ring_from_config(config, device=device)
 
 
 def sample_views(

@@ -112,11 +112,11 @@ class Stage2Result:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def make_ring(
-    config: Stage2Config, *, dtype: torch.dtype, device: torch.device | str
-) -> tuple[Cameras, Tensor]:
-    """The stage-2 camera ring and its normalised-frame fundamental matrices (V, V, 3, 3)."""
-    cams = ring_cameras(
+def ring_from_config(config: Any, *, device: torch.device | str = "cpu") -> Cameras:
+    """The horizontal camera ring a stage config describes (its ``num_views``, ``radius``, ``height``,
+    ``start_azimuth``, ``focal``, ``image_size``), float64, looking at (0, height, 0). Used by stage 2
+    (6 views) and lifting (4 views) alike."""
+    return ring_cameras(
         config.num_views,
         radius=config.radius,
         height=config.height,
@@ -127,8 +127,14 @@ def make_ring(
         dtype=torch.float64,
         device=device,
     )
-    F = fundamental_matrices(cams.P_normalized).to(dtype)
-    return cams, F
+
+
+def make_ring(
+    config: Stage2Config, *, dtype: torch.dtype, device: torch.device | str
+) -> tuple[Cameras, Tensor]:
+    """The stage-2 camera ring and its normalised-frame fundamental matrices (V, V, 3, 3)."""
+    cams = ring_from_config(config, device=device)
+    return cams, fundamental_matrices(cams.P_normalized).to(dtype)
 
 
 def _pair_tensor(config: Stage2Config, device: torch.device) -> Tensor:

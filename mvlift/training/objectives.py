@@ -75,6 +75,13 @@ def draw_steps_and_noise(
     return t, noise
 
 
+def _check_scheduler(scheduler: Any, who: str) -> None:
+    if not hasattr(scheduler, "add_noise") or not hasattr(scheduler, "num_train_timesteps"):
+        raise TypeError(
+            f"{who}: scheduler must have add_noise() and num_train_timesteps, got {type(scheduler).__name__}"
+        )
+
+
 def masked_l1(pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
     """Mean ``|pred - target|`` (float32) over the valid frames' elements; 0 when no frame is valid.
 
@@ -107,11 +114,7 @@ class Stage1Objective:
     """
 
     def __init__(self, scheduler: NoiseSchedule, line_weight: float = 1.0) -> None:
-        if not hasattr(scheduler, "add_noise") or not hasattr(scheduler, "num_train_timesteps"):
-            raise TypeError(
-                f"Stage1Objective: scheduler must have add_noise() and num_train_timesteps, "
-                f"got {type(scheduler).__name__}"
-            )
+        _check_scheduler(scheduler, "Stage1Objective")
         if line_weight < 0:
             raise ValueError(f"Stage1Objective: line_weight must be >= 0, got {line_weight}")
         self.scheduler = scheduler
@@ -168,11 +171,7 @@ class Stage4Objective:
     def __init__(
         self, scheduler: NoiseSchedule, epipolar_weight: float = 0.0, distance: str = "symmetric"
     ) -> None:
-        if not hasattr(scheduler, "add_noise") or not hasattr(scheduler, "num_train_timesteps"):
-            raise TypeError(
-                f"Stage4Objective: scheduler must have add_noise() and num_train_timesteps, "
-                f"got {type(scheduler).__name__}"
-            )
+        _check_scheduler(scheduler, "Stage4Objective")
         if epipolar_weight < 0:
             raise ValueError(f"Stage4Objective: epipolar_weight must be >= 0, got {epipolar_weight}")
         if distance not in ("symmetric", "sampson"):

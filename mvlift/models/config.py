@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from mvlift.models.attention import CROSS_VIEW_BACKENDS
+
 KINDS = ("stage1", "multiview")
 ATTENTION_BACKENDS = ("auto", "sdpa", "xformers")
 
@@ -35,9 +37,17 @@ class DenoiserConfig:
         attention_backend: ``"auto"`` (xformers where its kernels work for the device and dtype, else
             PyTorch SDPA; the cross-view attention uses :func:`mvlift.ops.cross_view_attention` on CUDA when
             available), ``"sdpa"`` (PyTorch SDPA everywhere) or ``"xformers"`` (xformers everywhere; error
-            where it is unusable). See :mod:`mvlift.models.attention`.
+            where it is unusable). See :mod:`mvlift.models.attention`. The cross-view attention follows it
+            unless ``cross_view_backend`` is set.
         head_dim: per-head width of queries, keys and values; ``None`` means ``d_model // num_heads``
             (the paper's code uses 256 with 4 heads).
+        cross_view_backend: backend of the multi-view model's cross-view attention, set apart from the
+            temporal attention's: ``None`` (follow ``attention_backend``), ``"auto"`` (the Triton kernel
+            :func:`mvlift.ops.cross_view_attention` for CUDA tensors, else ``attention_backend="auto"``),
+            ``"kernel"`` (always that op: the Triton kernel on CUDA; on CPU its PyTorch reference, or the
+            kernel in Triton's interpreter under ``TRITON_INTERPRET=1``; error where the op is missing),
+            ``"sdpa"`` or ``"xformers"``. See :func:`mvlift.models.attention.cross_view_attention`;
+            ignored by ``"stage1"``.
     """
 
     num_joints: int
@@ -51,6 +61,7 @@ class DenoiserConfig:
     num_views: int = 4
     attention_backend: str = "auto"
     head_dim: int | None = None
+    cross_view_backend: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -59,6 +70,11 @@ class DenoiserConfig:
     def resolved_head_dim(self) -> int:
         """The per-head width actually used: ``head_dim`` or ``d_model // num_heads``."""
         return self.head_dim if self.head_dim is not None else self.d_model // self.num_heads
+
+    @property
+    def resolved_cross_view_backend(self) -> str:
+        """The cross-view attention backend actually used: ``cross_view_backend`` or ``attention_backend``."""
+        return self.cross_view_backend if self.cross_view_backend is not None else self.attention_backend
 
     def validate(self) -> None:
         """Raise ValueError/TypeError naming the first invalid field."""
@@ -86,6 +102,11 @@ class DenoiserConfig:
             raise ValueError(
                 f"DenoiserConfig.attention_backend must be one of {ATTENTION_BACKENDS}, "
                 f"got {self.attention_backend!r}"
+            )
+        if self.cross_view_backend is not None and self.cross_view_backend not in CROSS_VIEW_BACKENDS:
+            raise ValueError(
+                f"DenoiserConfig.cross_view_backend must be None or one of {CROSS_VIEW_BACKENDS}, "
+                f"got {self.cross_view_backend!r}"
             )
         if self.head_dim is None:
             if self.d_model % self.num_heads != 0:

@@ -25,9 +25,10 @@ from mvlift.models.transformer import (
 class CrossViewAttention(MultiHeadSelfAttention):
     """Attention among the K view tokens of each frame: (N, K, d_model) -> (N, K, d_model), N = B·(1 + T).
 
-    Goes through :func:`mvlift.models.attention.cross_view_attention` (the Triton kernel on CUDA when
-    available). It has no attention-weight dropout (the kernel has none); the residual dropout of the layer
-    still applies.
+    Goes through :func:`mvlift.models.attention.cross_view_attention` with ``backend`` (``"auto"``: the Triton
+    kernel on CUDA when available; ``"kernel"``, ``"sdpa"``, ``"xformers"`` force one; the model passes
+    ``DenoiserConfig.resolved_cross_view_backend``). It has no attention-weight dropout (the kernel has
+    none); the residual dropout of the layer still applies.
     """
 
     def __init__(self, d_model: int, num_heads: int, head_dim: int, backend: str) -> None:
@@ -51,7 +52,7 @@ class MultiViewLayer(nn.Module):
         super().__init__()
         d, h, hd = config.d_model, config.num_heads, config.resolved_head_dim
         self.temporal = MultiHeadSelfAttention(d, h, hd, config.dropout, config.attention_backend)
-        self.cross = CrossViewAttention(d, h, hd, config.attention_backend)
+        self.cross = CrossViewAttention(d, h, hd, config.resolved_cross_view_backend)
         self.ffn = FeedForward(d, config.ffn_dim, config.dropout)
         self.norm1 = nn.LayerNorm(d)
         self.norm2 = nn.LayerNorm(d)

@@ -94,6 +94,23 @@ def _model_config_dict(model: nn.Module, model_config: Any) -> dict[str, Any]:
     return cfg.to_dict()
 
 
+def _same_model_config(saved: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether a checkpoint's model config describes the current model.
+
+    Equal dicts match; otherwise, when both are :class:`~mvlift.models.DenoiserConfig` dicts, the parsed
+    configs are compared, so a checkpoint written before a field was added (absent key = the field's
+    default, e.g. ``cross_view_backend``) still resumes.
+    """
+    if saved == current:
+        return True
+    from mvlift.models import DenoiserConfig
+
+    try:
+        return DenoiserConfig.from_dict(saved) == DenoiserConfig.from_dict(current)
+    except (TypeError, ValueError):
+        return False
+
+
 class Trainer:
     """Trains a denoiser with an objective on a training dataset.
 
@@ -273,7 +290,7 @@ class Trainer:
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore weights, EMA, optimizer, data position, step and RNG states from a checkpoint."""
         meta, sections = read_checkpoint(path, device="cpu")
-        if meta["model_config"] != json.loads(json.dumps(self.model_config)):
+        if not _same_model_config(meta["model_config"], json.loads(json.dumps(self.model_config))):
             raise ValueError(
                 f"checkpoint {meta['_path']} was written for model config {meta['model_config']}, "
                 f"but this trainer's model has {self.model_config}"

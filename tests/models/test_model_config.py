@@ -61,6 +61,8 @@ def test_build_model_rebuilds_from_config_alone(kind, cls, seed):
         (dict(dropout="0.1"), TypeError, "dropout"),
         (dict(kind="stage4"), ValueError, "kind"),
         (dict(attention_backend="flash"), ValueError, "attention_backend"),
+        (dict(cross_view_backend="flash"), ValueError, "cross_view_backend"),
+        (dict(cross_view_backend="kernel", attention_backend="kernel"), ValueError, "attention_backend"),
         (dict(head_dim=0), ValueError, "head_dim"),
         (dict(kind="multiview", num_views=1), ValueError, "num_views"),
     ],
@@ -68,6 +70,18 @@ def test_build_model_rebuilds_from_config_alone(kind, cls, seed):
 def test_validation(kw, err, match):
     with pytest.raises(err, match=match):
         tiny(**kw)
+
+
+def test_cross_view_backend_defaults_to_the_attention_backend():
+    assert tiny().cross_view_backend is None and tiny().resolved_cross_view_backend == "auto"
+    assert tiny(attention_backend="sdpa").resolved_cross_view_backend == "sdpa"
+    c = tiny(kind="multiview", attention_backend="sdpa", cross_view_backend="kernel")
+    assert c.resolved_cross_view_backend == "kernel"
+    assert DenoiserConfig.from_json(c.to_json()) == c
+    # a config written before the field existed loads with the old behaviour (follow attention_backend)
+    old = tiny(kind="multiview", attention_backend="sdpa").to_dict()
+    del old["cross_view_backend"]
+    assert DenoiserConfig.from_dict(old).resolved_cross_view_backend == "sdpa"
 
 
 def test_from_dict_rejects_unknown_keys_and_bad_input():

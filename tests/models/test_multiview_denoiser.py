@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mvlift.models import DenoiserConfig, MultiViewDenoiser
+from mvlift.models import DenoiserConfig, MultiViewDenoiser, last_backend
 from mvlift.models import multiview as mv
 
 J, K, T = 6, 4, 11
@@ -118,6 +118,41 @@ def test_cross_view_goes_through_cross_view_attention(monkeypatch, seed):
     x, t, cond = inputs()
     model(x, t, cond)
     assert seen == [((2 * (T + 1), K, 4, 8), "sdpa")] * 2
+
+
+def _backends_per_module(model: MultiViewDenoiser, *args) -> dict[str, set[str | None]]:
+    """Run one forward; the backend :func:`last_backend` reports after each temporal / cross-view module."""
+    seen: dict[str, set[str | None]] = {"temporal": set(), "cross": set()}
+    hooks = [
+        getattr(layer, name).register_forward_hook(lambda *_, n=name: seen[n].add(last_backend()))
+        for layer in model.layers
+        for name in seen
+    ]
+    try:
+        out = model(*args)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert torch.isfinite(out).all()
+    return seen
+
+
+@pytest.mark.parametrize("cross", ["kernel", "sdpa"])
+def test_cross_view_backend_is_forced_apart_from_the_temporal_one(cross, seed):
+    model = make_model(attention_backend="sdpa", cross_view_backend=cross).eval()
+    assert [layer.cross.backend for layer in model.layers] == [cross] * 2
+    assert [layer.temporal.backend for layer in model.layers] == ["sdpa"] * 2
+    x, t, cond = inputs(b=1)
+    assert _backends_per_module(model, x, t, cond) == {"temporal": {"sdpa"}, "cross": {cross}}
+
+
+def test_cross_view_backends_give_the_same_model(seed):
+    """The same weights with the cross-view attention forced to the op (its CPU path) or to SDPA."""
+    sdpa = make_model(attention_backend="sdpa", cross_view_backend="sdpa").eval()
+    kernel = make_model(attention_backend="sdpa", cross_view_backend="kernel").eval()
+    kernel.load_state_dict(sdpa.state_dict())
+    x, t, cond = inputs(b=1)
+    torch.testing.assert_close(kernel(x, t, cond), sdpa(x, t, cond), rtol=1e-4, atol=1e-5)
 
 
 def test_every_parameter_gets_a_gradient(seed):

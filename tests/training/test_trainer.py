@@ -192,6 +192,18 @@ def test_trainer_errors(tmp_path):
         tr.fit(resume=True)
 
 
+def test_checkpoint_from_before_a_model_config_field_resumes(tmp_path):
+    """A sidecar without a later-added DenoiserConfig field (its default) still matches the model."""
+    _trainer(tmp_path / "run", max_steps=4, ckpt_every=2).fit(stop_at=2)
+    sidecar = tmp_path / "run" / "checkpoints" / "step_00000002.json"
+    meta = json.loads(sidecar.read_text())
+    assert meta["model_config"].pop("cross_view_backend") is None
+    sidecar.write_text(json.dumps(meta))
+    resumed = _trainer(tmp_path / "run", max_steps=4, ckpt_every=2)
+    resumed.fit(resume=True)
+    assert resumed.step == 4 and [int(r["step"]) for r in resumed.log.rows] == [1, 2, 3, 4]
+
+
 def test_worker_processes_do_not_change_the_run(tmp_path):
     rows = []
     for workers in (0, 2):

@@ -8,9 +8,13 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 
+#include <nanobind/stl/string.h>
+
 #include <cstdint>
 #include <stdexcept>
+#include <string>
 
+#include "common/cpu_isa.h"
 #include "common/parallel.h"
 #include "project/project.h"
 #include "triangulate/triangulate.h"
@@ -163,6 +167,14 @@ NB_MODULE(_C, m) {
 #endif
   m.def("get_num_threads", &mvlift::get_num_threads, "Worker threads used by the CPU kernels.");
   m.def("set_num_threads", &mvlift::set_num_threads, "n"_a, "Set CPU worker threads (0 = hardware concurrency).");
+  m.def(
+      "cpu_isa", [] { return std::string(mvlift::cpu_isa_name(mvlift::cpu_isa())); },
+      "Instruction set of the CPU kernels in use: 'baseline' or 'avx2' (csrc/common/cpu_isa.h).");
+  m.def("cpu_supports_avx2", &mvlift::cpu_supports_avx2,
+        "True when this build has the AVX2 + FMA kernels and the processor can run them.");
+  m.def("set_cpu_isa", &mvlift::set_cpu_isa, "name"_a,
+        "Select the CPU kernels' instruction set: 'auto' (the best available), 'baseline' or 'avx2'. The "
+        "environment variable MVLIFT_CPU_ISA sets the initial choice.");
   mvlift::bind_project_cpu<float>(m);
   mvlift::bind_project_cpu<double>(m);
   mvlift::bind_triangulate_cpu<float>(m);

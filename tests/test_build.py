@@ -102,3 +102,39 @@ def test_triangulate_noconvert_strictness():
         _C.triangulate(x, P, None, 0, outs[0][:1].contiguous(), *outs[1:])
     with pytest.raises(ValueError, match="refine_iters"):
         _C.triangulate(x, P, None, -1, *outs)
+
+
+def test_cpu_isa_selection():
+    before = _C.cpu_isa()
+    assert before in ("baseline", "avx2")
+    assert isinstance(_C.cpu_supports_avx2(), bool)
+    try:
+        _C.set_cpu_isa("baseline")
+        assert _C.cpu_isa() == "baseline"
+        _C.set_cpu_isa("auto")
+        assert _C.cpu_isa() == ("avx2" if _C.cpu_supports_avx2() else "baseline")
+        with pytest.raises(ValueError, match="'auto', 'baseline' or 'avx2', got 'sse9'"):
+            _C.set_cpu_isa("sse9")
+        if not _C.cpu_supports_avx2():
+            with pytest.raises(RuntimeError, match="'avx2' is unavailable"):
+                _C.set_cpu_isa("avx2")
+    finally:
+        _C.set_cpu_isa(before)
+
+
+@pytest.mark.parametrize("value", ["baseline", "auto", "bogus"])
+def test_cpu_isa_environment_variable(value):
+    """MVLIFT_CPU_ISA sets the initial choice; a bad value fails at the first use, naming the variable."""
+    import subprocess
+    import sys
+
+    code = "import mvlift._C as c; print(c.cpu_isa())"
+    env = {**__import__("os").environ, "MVLIFT_CPU_ISA": value}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    if value == "bogus":
+        assert run.returncode != 0
+        assert "MVLIFT_CPU_ISA='bogus'" in run.stderr and "'auto', 'baseline' or 'avx2'" in run.stderr
+    else:
+        assert run.returncode == 0, run.stderr
+        expected = "baseline" if value == "baseline" else ("avx2" if _C.cpu_supports_avx2() else "baseline")
+        assert run.stdout.strip() == expected

@@ -10,7 +10,16 @@
 #define MVLIFT_HD
 #endif
 
+// Inline namespace of everything in these shared headers. A translation unit compiled for a wider instruction
+// set (triangulate_cpu_avx2.cpp, -mavx2 -mfma) defines it to its own name before any include, so its copies of
+// these inline functions get their own symbols: the linker can never merge them with, and hand them to, the
+// baseline code (an AVX2 instruction reached on a processor without AVX2 would be SIGILL).
+#ifndef MVLIFT_ISA_NAMESPACE
+#define MVLIFT_ISA_NAMESPACE isa_baseline
+#endif
+
 namespace mvlift {
+inline namespace MVLIFT_ISA_NAMESPACE {
 
 // Floating-point constants usable in device code (std::numeric_limits members are not __device__).
 template <typename T>
@@ -68,4 +77,5 @@ MVLIFT_HD inline bool hd_finite(T v) {
   return hd_abs(v) <= Limits<T>::max;
 }
 
+}  // namespace MVLIFT_ISA_NAMESPACE
 }  // namespace mvlift

@@ -1,9 +1,11 @@
 // Minimal CPU parallel-for over an index range, shared by every CPU kernel in csrc/.
+//
+// The threading itself (std::thread, std::vector) is compiled once, in parallel_cpu.cpp, behind a type-erased
+// entry point: translation units built for a wider instruction set (the *_avx2.cpp kernels) then never emit
+// their own copies of those library functions, which the linker could otherwise pick for baseline callers.
 #pragma once
-#include <algorithm>
 #include <cstdint>
-#include <thread>
-#include <vector>
+#include <type_traits>
 
 namespace mvlift {
 
@@ -11,25 +13,18 @@ namespace mvlift {
 int get_num_threads();
 void set_num_threads(int n);
 
-// Calls fn(begin, end) on contiguous chunks of [0, n), in parallel when n >= grain.
+// Calls fn(ctx, begin, end) on contiguous chunks of [0, n), in parallel when n >= grain.
+using RangeFn = void (*)(void* ctx, int64_t begin, int64_t end);
+void parallel_for_erased(int64_t n, int64_t grain, RangeFn fn, void* ctx);
+
+// Calls fn(begin, end) on contiguous chunks of [0, n), in parallel when n >= 2 * grain (at most
+// get_num_threads() chunks, each at least grain long). fn must not throw.
 template <typename Fn>
-void parallel_for(int64_t n, int64_t grain, Fn&& fn) {
-  if (n <= 0) return;
-  const int64_t max_threads = std::max<int64_t>(1, get_num_threads());
-  const int64_t threads = std::min<int64_t>(max_threads, std::max<int64_t>(1, n / std::max<int64_t>(grain, 1)));
-  if (threads <= 1) {
-    fn(int64_t{0}, n);
-    return;
-  }
-  const int64_t chunk = (n + threads - 1) / threads;
-  std::vector<std::thread> pool;
-  pool.reserve(threads - 1);
-  for (int64_t t = 1; t < threads; ++t) {
-    const int64_t b = t * chunk, e = std::min(n, b + chunk);
-    if (b < e) pool.emplace_back([&fn, b, e] { fn(b, e); });
-  }
-  fn(int64_t{0}, std::min(n, chunk));
-  for (auto& th : pool) th.join();
+inline void parallel_for(int64_t n, int64_t grain, Fn&& fn) {
+  using F = std::remove_reference_t<Fn>;
+  parallel_for_erased(
+      n, grain, [](void* ctx, int64_t b, int64_t e) { (*static_cast<F*>(ctx))(b, e); },
+      const_cast<void*>(static_cast<const void*>(&fn)));
 }
 
 }  // namespace mvlift

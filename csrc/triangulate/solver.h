@@ -9,6 +9,7 @@
 #include "common/device.h"
 
 namespace mvlift {
+inline namespace MVLIFT_ISA_NAMESPACE {
 namespace tri {
 
 // Centre C (P [C; 1] = 0) and orientation of a finite projective camera P = [M | p4] (row-major 3x4).
@@ -197,4 +198,5 @@ MVLIFT_HD inline bool ldlt_solve3(const T (&A)[6], const T (&b)[3], T (&x)[3]) {
 }
 
 }  // namespace tri
+}  // namespace MVLIFT_ISA_NAMESPACE
 }  // namespace mvlift

@@ -41,6 +41,11 @@
 //   kNotConverged  refine_iters > 0 and the last proposed LM step was still longer than
 //                  sqrt(eps) (1 + |X'|) in normalised units.
 // eps = 2^-23 (float32) or 2^-52 (float64).
+//
+// CPU builds: on x86-64 the kernel exists twice, for the baseline instruction set and for AVX2 + FMA, and the
+// best one the processor supports runs (common/cpu_isa.h; MVLIFT_CPU_ISA=baseline forces the other). Within one
+// build, results do not depend on the thread count or on how points are batched; between the two builds they
+// agree to rounding (FMA contraction), with the same flags.
 #pragma once
 #include <cstdint>
 

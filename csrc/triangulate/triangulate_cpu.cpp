@@ -1,60 +1,23 @@
-// CPU implementation of triangulate.h: threads over points (common/parallel.h). Within a thread, points go
-// in groups of kLanes: each is prepared alone, the group's Jacobi eigen-solves run in lock-step (so the
-// compiler vectorises them across points and their square-root/division chains overlap), then each point
-// is finished alone. Results are identical to one point at a time.
-#include <vector>
-
-#include "common/parallel.h"
-#include "triangulate/triangulate.h"
-#include "triangulate/triangulate_point.h"
+// CPU entry point of triangulate.h: the baseline copy of triangulate_cpu_impl.h, and the run-time dispatch to
+// the AVX2 + FMA copy (triangulate_cpu_avx2.cpp) where the build has it and the processor supports it.
+#include "common/cpu_isa.h"
+#include "triangulate/triangulate_cpu_impl.h"
 
 namespace mvlift {
-namespace {
 
-constexpr int kLanes = 8;
-
-template <typename T, class MakeCams>
-void run_points(const TriangulateArgs<T>& a, MakeCams make_cams) {
-  const int64_t n = a.B * a.M;
-  auto observations = [&](int64_t i) {
-    const int64_t b = i / a.M, m = i - b * a.M;
-    const int64_t base = b * a.V * a.M + m;
-    return tri::Observations<T>{a.x + 2 * base, 2 * a.M, a.w ? a.w + base : nullptr, a.M};
-  };
-  // A point costs a fraction of a microsecond: chunks of 1024 keep the thread start-up negligible.
-  parallel_for(n, 1024, [&](int64_t begin, int64_t end) {
-    tri::Prepared<T> st[kLanes];
-    T eig[4][4][kLanes], vec[4][4][kLanes];
-    for (int64_t i0 = begin; i0 < end; i0 += kLanes) {
-      const int lanes = static_cast<int>(end - i0 < kLanes ? end - i0 : kLanes);
-      for (int l = 0; l < kLanes; ++l) {
-        if (l < lanes) st[l] = tri::prepare_point(make_cams((i0 + l) / a.M), observations(i0 + l), a.V);
-        else st[l].ok = false;
-        tri::load_normal_matrix<kLanes>(st[l], eig, l);
-      }
-      tri::jacobi_eigen4<kLanes>(eig, vec);
-      for (int l = 0; l < lanes; ++l) {
-        const int64_t i = i0 + l;
-        tri::finish_point<kLanes>(make_cams(i / a.M), observations(i), a.V, a.refine_iters, st[l], eig, vec, l,
-                                  a.X + 3 * i, a.rms + i, a.nvalid + i, a.flags + i);
-      }
-    }
-  });
-}
-
-}  // namespace
+#ifdef MVLIFT_HAVE_AVX2
+namespace isa_avx2 {
+template <typename T>
+void triangulate_cpu_isa(const TriangulateArgs<T>& a);  // triangulate_cpu_avx2.cpp
+}  // namespace isa_avx2
+#endif
 
 template <typename T>
 void triangulate_cpu(const TriangulateArgs<T>& a) {
-  if (a.B * a.M == 0) return;
-  if (a.shared_P) {
-    std::vector<tri::Camera<T>> cams(static_cast<size_t>(a.V));
-    for (int64_t v = 0; v < a.V; ++v) cams[v] = tri::camera_of(a.P + 12 * v);
-    const tri::PrecomputedCameras<T> shared{a.P, cams.data()};
-    run_points(a, [&](int64_t) { return shared; });
-  } else {
-    run_points(a, [&](int64_t b) { return tri::RawCameras<T>{a.P + 12 * a.V * b}; });
-  }
+#ifdef MVLIFT_HAVE_AVX2
+  if (cpu_isa() == CpuIsa::kAvx2) return isa_avx2::triangulate_cpu_isa<T>(a);
+#endif
+  isa_baseline::triangulate_cpu_isa<T>(a);
 }
 
 template void triangulate_cpu<float>(const TriangulateArgs<float>&);

@@ -7,6 +7,7 @@
 #include "triangulate/solver.h"
 
 namespace mvlift {
+inline namespace MVLIFT_ISA_NAMESPACE {
 namespace tri {
 
 // Bits of the flags output (mirrored by mvlift.ops.triangulate.TriangulationFlag).
@@ -327,4 +328,5 @@ MVLIFT_HD inline void triangulate_point(const Cams& cams, const Observations<T>&
 }
 
 }  // namespace tri
+}  // namespace MVLIFT_ISA_NAMESPACE
 }  // namespace mvlift

@@ -1,7 +1,8 @@
 """Single-view optimisation baseline: SMPLify-style fitting of 3D joint positions to one 2D view.
 
 The baseline that ``mvlift eval`` compares MVLift against (the paper's "SMPLify" row), here on joint
-positions with hand-made priors instead of a learned pose prior. For every sequence, 3D joints are fitted to
+positions with hand-made priors instead of a learned pose prior (the SMPL + VPoser variant, which starts
+from this fit, is :mod:`mvlift.baselines.single_view_smpl`). For every sequence, 3D joints are fitted to
 the 2D keypoints of one camera by minimising, with Adam,
 
     E = E_2D + bone_weight E_bone + smooth_weight E_smooth + facing_weight E_facing
@@ -41,8 +42,8 @@ sequence, the start with the lowest final objective — as SMPLify tries two bod
 
 What a single view leaves open: which way a limb points along the viewing ray and the sign of the torso's
 yaw. The bone lengths fix each bone's depth extent, the facing prior the legs and head, the multi-start
-the torso when the knees or nose show the facing direction; arms stay ambiguous. A VPoser prior is not
-offered here.
+the torso when the knees or nose show the facing direction; arms stay ambiguous (a learned
+pose prior narrows them: :mod:`mvlift.baselines.single_view_smpl`).
 
 World frame (``docs/conventions.md``): Y up, metres. The default camera is camera 0 of the stage-2/lift
 ring: at (0, 1, 3), looking horizontally along -Z at (0, 1, 0), f = 1000 px, 1920 x 1080.
@@ -289,6 +290,56 @@ def _check_tensor(x: Any, name: str, shape: tuple[int | None, ...], shape_doc: s
     if x.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, x.shape, strict=True)):
         raise ValueError(f"{name} must have shape {shape_doc}, got {tuple(x.shape)}")
     return x
+
+
+def _check_observations(
+    x2d: Any, skeleton: Skeleton, mask: Any, conf: Any
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Validate the 2D input of a single-view fit (:func:`fit_single_view` for the conventions).
+
+    Returns:
+        x2d (B, T, J, 2) in float32 / float64 (half precision becomes float32), mask (B, T) bool, conf
+        (B, T, J) in x2d's dtype and zero in masked frames, observed (B, T, J) bool (= conf > 0); all on
+        x2d's device.
+    """
+    J = skeleton.num_joints
+    x2d = _check_tensor(x2d, "x2d", (None, None, J, 2), f"(B, T, {J}, 2) for skeleton {skeleton.name!r}")
+    if not x2d.is_floating_point():
+        raise TypeError(f"x2d must be a floating-point tensor, got dtype {x2d.dtype}")
+    B, T = x2d.shape[:2]
+    if B == 0 or T == 0:
+        raise ValueError(f"x2d needs at least one sequence and one frame, got shape {tuple(x2d.shape)}")
+    dtype = x2d.dtype if x2d.dtype in (torch.float32, torch.float64) else torch.float32
+    device = x2d.device
+    x2d = x2d.to(dtype)
+
+    if mask is None:
+        mask = torch.ones(B, T, dtype=torch.bool, device=device)
+    else:
+        mask = _check_tensor(mask, "mask", (B, T), f"(B, T) = ({B}, {T})")
+        if mask.dtype != torch.bool:
+            raise TypeError(f"mask must be a bool tensor (True = valid frame), got dtype {mask.dtype}")
+        mask = mask.to(device)
+    if conf is None:
+        conf = torch.ones(B, T, J, dtype=dtype, device=device)
+    else:
+        conf = _check_tensor(conf, "conf", (B, T, J), f"(B, T, J) = ({B}, {T}, {J})")
+        if not conf.is_floating_point():
+            raise TypeError(f"conf must be a floating-point tensor, got dtype {conf.dtype}")
+        conf = conf.to(device=device, dtype=dtype)
+        if not bool(torch.isfinite(conf).all()) or bool((conf < 0).any()):
+            raise ValueError("conf must be finite and >= 0 (0 = unobserved joint)")
+    conf = torch.where(mask[..., None], conf, torch.zeros_like(conf))
+    observed = conf > 0
+    empty = ~observed.flatten(1).any(dim=1)
+    if bool(empty.any()):
+        raise ValueError(
+            f"sequences {torch.nonzero(empty)[:, 0].tolist()} have no observed joint (mask True and "
+            "conf > 0) in any frame; nothing to fit"
+        )
+    if not bool(torch.isfinite(x2d[observed]).all()):
+        raise ValueError("x2d must be finite wherever a joint is observed (mask True and conf > 0)")
+    return x2d, mask, conf, observed
 
 
 def _select_camera(camera: Cameras, batch: int, dtype: torch.dtype, device: torch.device) -> Cameras:
@@ -642,43 +693,9 @@ def fit_single_view(
         raise TypeError(f"config must be a SingleViewFitConfig or None, got {type(config).__name__}")
     if not isinstance(skeleton, Skeleton):
         raise TypeError(f"skeleton must be a mvlift.data.skeletons.Skeleton, got {type(skeleton).__name__}")
-    J = skeleton.num_joints
-    x2d = _check_tensor(x2d, "x2d", (None, None, J, 2), f"(B, T, {J}, 2) for skeleton {skeleton.name!r}")
-    if not x2d.is_floating_point():
-        raise TypeError(f"x2d must be a floating-point tensor, got dtype {x2d.dtype}")
-    B, T = x2d.shape[:2]
-    if B == 0 or T == 0:
-        raise ValueError(f"x2d needs at least one sequence and one frame, got shape {tuple(x2d.shape)}")
-    dtype = x2d.dtype if x2d.dtype in (torch.float32, torch.float64) else torch.float32
-    device = x2d.device
-    x2d = x2d.to(dtype)
-
-    if mask is None:
-        mask = torch.ones(B, T, dtype=torch.bool, device=device)
-    else:
-        mask = _check_tensor(mask, "mask", (B, T), f"(B, T) = ({B}, {T})")
-        if mask.dtype != torch.bool:
-            raise TypeError(f"mask must be a bool tensor (True = valid frame), got dtype {mask.dtype}")
-        mask = mask.to(device)
-    if conf is None:
-        conf = torch.ones(B, T, J, dtype=dtype, device=device)
-    else:
-        conf = _check_tensor(conf, "conf", (B, T, J), f"(B, T, J) = ({B}, {T}, {J})")
-        if not conf.is_floating_point():
-            raise TypeError(f"conf must be a floating-point tensor, got dtype {conf.dtype}")
-        conf = conf.to(device=device, dtype=dtype)
-        if not bool(torch.isfinite(conf).all()) or bool((conf < 0).any()):
-            raise ValueError("conf must be finite and >= 0 (0 = unobserved joint)")
-    conf = torch.where(mask[..., None], conf, torch.zeros_like(conf))
-    observed = conf > 0
-    empty = ~observed.flatten(1).any(dim=1)
-    if bool(empty.any()):
-        raise ValueError(
-            f"sequences {torch.nonzero(empty)[:, 0].tolist()} have no observed joint (mask True and "
-            "conf > 0) in any frame; nothing to fit"
-        )
-    if not bool(torch.isfinite(x2d[observed]).all()):
-        raise ValueError("x2d must be finite wherever a joint is observed (mask True and conf > 0)")
+    x2d, mask, conf, observed = _check_observations(x2d, skeleton, mask, conf)
+    B, T, J = x2d.shape[:3]
+    dtype, device = x2d.dtype, x2d.device
 
     if camera is None:
         camera = default_camera(config.focal, config.image_size, dtype=dtype, device=device)

@@ -29,6 +29,7 @@ import torch
 import yaml
 
 from mvlift.atomic import atomic_write_json, atomic_write_text
+from mvlift.baselines.single_view_smpl import SingleViewSMPLConfig
 from mvlift.models import DenoiserConfig, build_model
 from mvlift.schedulers import CosineSchedule
 from mvlift.stages.lift import LiftConfig, lift
@@ -82,6 +83,46 @@ class DataConfig:
 
 
 @dataclass
+class VPoserBaselineConfig:
+    """The evaluation's ``single_view_vposer`` row: :func:`mvlift.baselines.fit_single_view_smpl`, SMPL under
+    the VPoser prior fitted to the input view, started from the ``single_view`` row's joints.
+
+    The row is evaluated (when ``PipelineConfig.baselines`` is true) once an SMPL model is configured:
+    ``smpl_model`` here, else stage 3's (``stage3.smpl_model`` with ``stage3.vposer_weights``). Without
+    either the table has no such row. It needs ``mvlift[smpl]`` and human-body-prior, and a skeleton SMPL
+    maps to (``body14``).
+
+    Attributes:
+        smpl_model: path to an SMPL model ``.pkl`` (official or chumpy-pickled); None = ``stage3.smpl_model``.
+        vposer_weights: VPoser v1 weights (folder or ``.pt``) going with ``smpl_model`` (with stage 3's
+            model: ``stage3.vposer_weights``); None = a randomly initialised VPoser (tests only: it is no
+            pose prior).
+        seed: seeds the random VPoser.
+        fit: :class:`mvlift.baselines.SingleViewSMPLConfig` (a mapping of its fields is converted).
+    """
+
+    smpl_model: str | None = None
+    vposer_weights: str | None = None
+    seed: int = 0
+    fit: SingleViewSMPLConfig = field(default_factory=SingleViewSMPLConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fit, dict):
+            self.fit = SingleViewSMPLConfig.from_dict(self.fit)
+        if not isinstance(self.fit, SingleViewSMPLConfig):
+            got = type(self.fit).__name__
+            raise TypeError(f"single_view_vposer.fit must be a SingleViewSMPLConfig or a mapping, got {got}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "smpl_model": self.smpl_model,
+            "vposer_weights": self.vposer_weights,
+            "seed": self.seed,
+            "fit": self.fit.to_dict(),
+        }
+
+
+@dataclass
 class PipelineConfig:
     """Everything one run needs; saved as ``config.json`` in the run folder.
 
@@ -96,7 +137,9 @@ class PipelineConfig:
         stage2_batch: sequences optimised together (one shard of synthetic data).
         stage3: :class:`mvlift.stages.stage3.Stage3Config`.
         lift: :class:`mvlift.stages.lift.LiftConfig` for evaluation.
-        baselines: also evaluate the stage-2-only ablation and the single-view optimisation baseline.
+        baselines: also evaluate the stage-1-only and stage-2-only ablations and the single-view optimisation
+            baseline (and its SMPL + VPoser variant when an SMPL model is configured).
+        single_view_vposer: :class:`VPoserBaselineConfig`, the SMPL + VPoser single-view baseline.
     """
 
     out_dir: str = "runs/mvlift"
@@ -110,6 +153,7 @@ class PipelineConfig:
     stage4: TrainConfig = field(default_factory=lambda: TrainConfig(max_steps=50_000))
     lift: LiftConfig = field(default_factory=LiftConfig)
     baselines: bool = True
+    single_view_vposer: VPoserBaselineConfig = field(default_factory=VPoserBaselineConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -139,6 +183,7 @@ class PipelineConfig:
             "stage4": self.stage4.to_dict(),
             "lift": self.lift.to_dict(),
             "baselines": self.baselines,
+            "single_view_vposer": self.single_view_vposer.to_dict(),
         }
 
     @classmethod
@@ -150,7 +195,13 @@ class PipelineConfig:
         kw: dict[str, Any] = {
             k: v for k, v in d.items() if k in ("out_dir", "device", "model", "stage2_batch", "baselines")
         }
-        sub = {"data": DataConfig, "stage2": Stage2Config, "stage3": Stage3Config, "lift": LiftConfig}
+        sub = {
+            "data": DataConfig,
+            "stage2": Stage2Config,
+            "stage3": Stage3Config,
+            "lift": LiftConfig,
+            "single_view_vposer": VPoserBaselineConfig,
+        }
         for name, klass in sub.items():
             if name in d:
                 kw[name] = _dataclass_from(klass, d[name], name)
@@ -368,6 +419,35 @@ def train_stage4(config: PipelineConfig) -> torch.nn.Module:
     return load_model(out, device=device)
 
 
+def _vposer_baseline_models(
+    config: PipelineConfig, skeleton: Any, device: torch.device
+) -> tuple[Any, Any] | None:
+    """The SMPL layer and VPoser of the ``single_view_vposer`` row (float32, on ``device``), or None when the
+    row is not configured (:class:`VPoserBaselineConfig`)."""
+    section = config.single_view_vposer
+    if section.smpl_model is not None:
+        smpl_path, vposer_path, where = section.smpl_model, section.vposer_weights, "single_view_vposer"
+    elif config.stage3.smpl_model is not None:
+        smpl_path, vposer_path, where = config.stage3.smpl_model, config.stage3.vposer_weights, "stage3"
+    else:
+        return None
+    from mvlift.body import load_vposer, smplx_layer
+    from mvlift.data.skeletons import BODY14, OPENPOSE18, SMPL24
+
+    if skeleton.name not in (BODY14.name, OPENPOSE18.name, SMPL24.name):
+        raise ValueError(
+            f"{where}.smpl_model is set, but the single-view SMPL baseline needs a skeleton SMPL maps to "
+            f"({BODY14.name}, {OPENPOSE18.name} or {SMPL24.name}); the data's is {skeleton.name!r}"
+        )
+    if not Path(smpl_path).is_file():
+        raise FileNotFoundError(f"{where}.smpl_model: SMPL model file not found: {smpl_path}")
+    if vposer_path is not None and not Path(vposer_path).exists():
+        raise FileNotFoundError(f"{where}.vposer_weights: VPoser weights not found: {vposer_path}")
+    layer = smplx_layer(smpl_path, dtype=torch.float32, device=device)
+    vposer = load_vposer(vposer_path, seed=section.seed, device=device, dtype=torch.float32)
+    return layer, vposer
+
+
 def evaluate(
     config: PipelineConfig,
     stage4_model: torch.nn.Module | None = None,
@@ -378,8 +458,11 @@ def evaluate(
     Methods: ``mvlift`` (stage-4 model + triangulation), ``stage1_only`` (each unseen view sampled
     independently from the stage-1 model given the input's epipolar lines, then triangulated; when
     ``config.baselines``), ``stage2_only`` (stage-2 views of the stage-1 model triangulated directly; when
-    ``config.baselines``), ``single_view`` (the single-view optimisation
-    baseline of :mod:`mvlift.baselines`; when ``config.baselines``).
+    ``config.baselines``), ``single_view`` (the single-view optimisation baseline of
+    :mod:`mvlift.baselines`; when ``config.baselines``) and ``single_view_vposer`` (its SMPL + VPoser
+    variant, started from the ``single_view`` joints, whose time it includes; when ``config.baselines`` and
+    an SMPL model is configured, :class:`VPoserBaselineConfig`). The SMPL and VPoser files are loaded
+    before anything runs, so a missing file fails at once.
     """
     from mvlift.data.singleview import load_singleview_dataset, load_singleview_eval
     from mvlift.metrics import MetricTable, evaluate_sequence
@@ -388,13 +471,14 @@ def evaluate(
     data = load_singleview_dataset(config.run_dir / "data" / "eval")
     gt = load_singleview_eval(config.run_dir / "data" / "eval")
     skel = _skeleton(config.data.skeleton)
+    body_models = _vposer_baseline_models(config, skel, device) if config.baselines else None
     x = torch.as_tensor(data.keypoints, dtype=torch.float32, device=device)
     mask = torch.as_tensor(data.mask, device=device)
     preds: dict[str, torch.Tensor] = {}
     timings: dict[str, float] = {}
     m4 = stage4_model if stage4_model is not None else load_model(config.run_dir / "stage4", device=device)
     t0 = time.perf_counter()
-    res = lift(m4.to(device), x, config.lift, mask=mask, root=skel.root)
+    res = lift(m4.to(device), x, config.lift, mask=mask, root=skel.root, parents=skel.parents)
     preds["mvlift"] = res.joints3d
     timings["mvlift"] = time.perf_counter() - t0
     if config.baselines:
@@ -424,6 +508,21 @@ def evaluate(
         conf = torch.as_tensor(data.conf, dtype=torch.float32, device=device)
         preds["single_view"] = fit_single_view(x, skel, SingleViewFitConfig(), mask=mask, conf=conf)
         timings["single_view"] = time.perf_counter() - t0
+        if body_models is not None:
+            from mvlift.baselines import fit_single_view_smpl
+
+            t0 = time.perf_counter()
+            fit = fit_single_view_smpl(
+                x,
+                skel,
+                *body_models,
+                config.single_view_vposer.fit,
+                mask=mask,
+                conf=conf,
+                init=preds["single_view"],
+            )
+            preds["single_view_vposer"] = fit.joints.float()
+            timings["single_view_vposer"] = timings["single_view"] + time.perf_counter() - t0
 
     from mvlift.geometry import normalized_to_pixels
 

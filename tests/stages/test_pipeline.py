@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+import torch
 import yaml
 
 from mvlift.cli import main
@@ -47,6 +48,58 @@ def test_pipeline_end_to_end_and_resume(tmp_path, cpu_training, micro_config):
     assert {p: p.stat().st_mtime_ns for p in (run / "synthetic").glob("shard_*")} == before
     assert again["metrics"]["mvlift"]["mpjpe"] == pytest.approx(metrics["mvlift"]["mpjpe"])
     assert "| mvlift |" in format_metrics(metrics)
+
+
+def test_evaluation_adds_the_vposer_row_when_an_smpl_model_is_configured(
+    tmp_path, cpu_training, micro_config, synthetic_model, smplx_module, hbp_module
+):
+    from mvlift.body import write_smpl_pickle
+
+    smpl = write_smpl_pickle(tmp_path / "smpl.pkl", synthetic_model)
+    fit = {"steps": 20, "init_steps": 20}
+    section = {"smpl_model": str(smpl), "fit": fit}
+    cfg = load_pipeline_config(_write(tmp_path, micro_config, single_view_vposer=section))
+    assert cfg.single_view_vposer.fit.steps == 20
+    metrics = run_pipeline(cfg)["metrics"]
+    assert set(metrics) == {"mvlift", "stage1_only", "stage2_only", "single_view", "single_view_vposer"}
+    row = metrics["single_view_vposer"]
+    for key in ("mpjpe", "pa_mpjpe", "t_root", "j2d"):
+        assert math.isfinite(row[key]) and row[key] > 0, (key, row[key])
+    assert row.get("failed", 0.0) == 0.0 and row["seconds"] >= metrics["single_view"]["seconds"]
+    assert "| single_view_vposer |" in (tmp_path / "run" / "metrics.md").read_text()
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["single_view_vposer"]["smpl_model"] == str(smpl)
+    assert saved["single_view_vposer"]["fit"]["steps"] == 20
+
+    # stage 3's SMPL model is used when the section names none (evaluation only: the data and models exist)
+    via_stage3 = load_pipeline_config(
+        _write(tmp_path, micro_config, single_view_vposer={"fit": fit}),
+        settings=[f"stage3.smpl_model={smpl}"],
+    )
+    again = run_pipeline(via_stage3, steps=("eval",))["metrics"]
+    assert "single_view_vposer" in again
+    # no baselines: no row (without an SMPL model anywhere the end-to-end test above sees the old table)
+    off = run_pipeline(PipelineConfig.from_dict({**cfg.to_dict(), "baselines": False}), steps=("eval",))
+    assert set(off["metrics"]) == {"mvlift"}
+    # a missing file fails before anything runs, naming the setting
+    missing = load_pipeline_config(
+        _write(tmp_path, micro_config, single_view_vposer={"smpl_model": str(tmp_path / "none.pkl")})
+    )
+    with pytest.raises(FileNotFoundError, match="single_view_vposer.smpl_model: SMPL model file not found"):
+        run_pipeline(missing, steps=("eval",))
+    no_vposer = {"smpl_model": str(smpl), "vposer_weights": str(tmp_path / "vposer_v1_0")}
+    with pytest.raises(FileNotFoundError, match="single_view_vposer.vposer_weights"):
+        run_pipeline(
+            load_pipeline_config(_write(tmp_path, micro_config, single_view_vposer=no_vposer)),
+            steps=("eval",),
+        )
+    with pytest.raises(ValueError, match="unknown SingleViewSMPLConfig fields"):
+        load_pipeline_config(_write(tmp_path, micro_config, single_view_vposer={"fit": {"stepz": 1}}))
+    from mvlift.data.procedural import QUADRUPED17
+    from mvlift.stages.pipeline import _vposer_baseline_models
+
+    with pytest.raises(ValueError, match="needs a skeleton SMPL maps to .* the data's is 'quadruped17'"):
+        _vposer_baseline_models(cfg, QUADRUPED17, torch.device("cpu"))
 
 
 def test_cli_runs_steps_and_reports_errors(tmp_path, cpu_training, capsys, micro_config):

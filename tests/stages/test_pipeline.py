@@ -10,7 +10,13 @@ import torch
 import yaml
 
 from mvlift.cli import main
-from mvlift.stages.pipeline import PipelineConfig, format_metrics, load_pipeline_config, run_pipeline
+from mvlift.stages.pipeline import (
+    PipelineConfig,
+    evaluate,
+    format_metrics,
+    load_pipeline_config,
+    run_pipeline,
+)
 
 
 def _write(tmp_path, micro, **extra):
@@ -48,6 +54,11 @@ def test_pipeline_end_to_end_and_resume(tmp_path, cpu_training, micro_config):
     assert {p: p.stat().st_mtime_ns for p in (run / "synthetic").glob("shard_*")} == before
     assert again["metrics"]["mvlift"]["mpjpe"] == pytest.approx(metrics["mvlift"]["mpjpe"])
     assert "| mvlift |" in format_metrics(metrics)
+    # Lifting with the joint fit after triangulation (lift.smooth_steps) evaluates too, with steadier bones.
+    path = _write(tmp_path, micro_config, baselines=False)
+    smoothed = evaluate(load_pipeline_config(path, settings=["lift.smooth_steps=50"]))
+    assert set(smoothed) == {"mvlift"} and math.isfinite(smoothed["mvlift"]["mpjpe"])
+    assert smoothed["mvlift"]["bone_std"] < metrics["mvlift"]["bone_std"]
 
 
 def test_evaluation_adds_the_vposer_row_when_an_smpl_model_is_configured(

@@ -66,15 +66,14 @@ from mvlift.baselines.single_view import (
     fit_single_view,
 )
 from mvlift.body.fit import _fill_nearest, _frozen, fit_smpl
+from mvlift.body.loading import check_smpl_skeleton
 from mvlift.body.smpl_io import import_optional
 from mvlift.body.smpl_model import SMPLJointModel, smpl_joints_to_skeleton
 from mvlift.body.vposer import body_rotations, decode_rotations, matrix_to_axis_angle
-from mvlift.data.skeletons import BODY14, OPENPOSE18, SMPL24, Skeleton
+from mvlift.data.skeletons import OPENPOSE18, Skeleton
 from mvlift.geometry.cameras import Cameras
 
 __all__ = ["SingleViewSMPLConfig", "SingleViewSMPLFit", "fit_single_view_smpl"]
-
-_SUPPORTED = (BODY14.name, OPENPOSE18.name, SMPL24.name)
 
 
 @dataclass
@@ -248,9 +247,7 @@ def fit_single_view_smpl(
     config = SingleViewSMPLConfig() if config is None else config
     if not isinstance(config, SingleViewSMPLConfig):
         raise TypeError(f"config must be a SingleViewSMPLConfig or None, got {type(config).__name__}")
-    if not isinstance(skeleton, Skeleton) or skeleton.name not in _SUPPORTED:
-        got = skeleton.name if isinstance(skeleton, Skeleton) else type(skeleton).__name__
-        raise ValueError(f"skeleton: expected one of {list(_SUPPORTED)}, got {got!r}")
+    check_smpl_skeleton(skeleton)
     if joint_config is not None and not isinstance(joint_config, SingleViewFitConfig):
         got = type(joint_config).__name__
         raise TypeError(f"joint_config must be a SingleViewFitConfig or None, got {got}")

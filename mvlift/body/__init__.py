@@ -6,6 +6,7 @@ human-body-prior==0.8.5.0``); they are imported only when a function needs them.
 """
 
 from mvlift.body.fit import SMPLFit, fit_smpl
+from mvlift.body.loading import SMPL_SKELETONS, check_smpl_skeleton, load_body_models
 from mvlift.body.smpl_io import (
     SMPL_KEYS,
     VERTEX_ID_KEYS,
@@ -48,4 +49,7 @@ __all__ = [
     "matrix_to_axis_angle",
     "SMPLFit",
     "fit_smpl",
+    "SMPL_SKELETONS",
+    "check_smpl_skeleton",
+    "load_body_models",
 ]

@@ -38,16 +38,16 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mvlift.body.loading import check_smpl_skeleton
 from mvlift.body.smpl_io import import_optional
 from mvlift.body.smpl_model import SMPLJointModel, smpl_joints_to_skeleton
 from mvlift.body.vposer import body_rotations, decode_rotations, matrix_to_axis_angle
-from mvlift.data.skeletons import BODY14, OPENPOSE18, SMPL24, Skeleton
+from mvlift.data.skeletons import OPENPOSE18, Skeleton
 from mvlift.metrics.alignment import similarity_procrustes
 
 __all__ = ["SMPLFit", "fit_smpl"]
 
 _TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
-_SUPPORTED = (BODY14.name, OPENPOSE18.name, SMPL24.name)
 
 
 @dataclass
@@ -118,9 +118,7 @@ def _fill_nearest(values: Tensor, ok: Tensor) -> tuple[Tensor, Tensor]:
 def _check_inputs(
     joints3d: Any, skeleton: Any, mask: Any, steps: Any, lr: Any, smooth_weight: Any, floor: str
 ) -> None:
-    if not isinstance(skeleton, Skeleton) or skeleton.name not in _SUPPORTED:
-        got = skeleton.name if isinstance(skeleton, Skeleton) else type(skeleton).__name__
-        raise ValueError(f"skeleton: expected one of {list(_SUPPORTED)}, got {got!r}")
+    check_smpl_skeleton(skeleton)
     if not isinstance(joints3d, Tensor) or not joints3d.is_floating_point():
         got = joints3d.dtype if isinstance(joints3d, Tensor) else type(joints3d).__name__
         raise TypeError(f"joints3d: expected a floating torch tensor, got {got}")

@@ -431,21 +431,11 @@ def _vposer_baseline_models(
         smpl_path, vposer_path, where = config.stage3.smpl_model, config.stage3.vposer_weights, "stage3"
     else:
         return None
-    from mvlift.body import load_vposer, smplx_layer
-    from mvlift.data.skeletons import BODY14, OPENPOSE18, SMPL24
+    from mvlift.body import load_body_models
 
-    if skeleton.name not in (BODY14.name, OPENPOSE18.name, SMPL24.name):
-        raise ValueError(
-            f"{where}.smpl_model is set, but the single-view SMPL baseline needs a skeleton SMPL maps to "
-            f"({BODY14.name}, {OPENPOSE18.name} or {SMPL24.name}); the data's is {skeleton.name!r}"
-        )
-    if not Path(smpl_path).is_file():
-        raise FileNotFoundError(f"{where}.smpl_model: SMPL model file not found: {smpl_path}")
-    if vposer_path is not None and not Path(vposer_path).exists():
-        raise FileNotFoundError(f"{where}.vposer_weights: VPoser weights not found: {vposer_path}")
-    layer = smplx_layer(smpl_path, dtype=torch.float32, device=device)
-    vposer = load_vposer(vposer_path, seed=section.seed, device=device, dtype=torch.float32)
-    return layer, vposer
+    return load_body_models(
+        smpl_path, vposer_path, skeleton=skeleton, where=f"{where}.", seed=section.seed, device=device
+    )
 
 
 def evaluate(

@@ -75,12 +75,19 @@ class Stage3Config:
 def fit_smpl_motion(X: Tensor, skeleton: Any, config: Stage3Config, *, mask: Tensor | None = None) -> Tensor:
     """Step 2 with SMPL: fit SMPL under the VPoser prior to triangulated joints (B, T, J, 3) and return the
     fitted model's joints in ``skeleton``'s order (canonical: on the floor, first-frame root at x = z = 0)."""
-    from mvlift.body import fit_smpl, load_vposer, smplx_layer
+    from mvlift.body import fit_smpl, load_body_models
 
     if config.smpl_model is None:
         raise ValueError("Stage3Config.smpl_model is not set: give the path of an SMPL model .pkl")
-    layer = smplx_layer(config.smpl_model, dtype=X.dtype, device=X.device)
-    vposer = load_vposer(config.vposer_weights, seed=config.seed, device=X.device, dtype=X.dtype)
+    layer, vposer = load_body_models(
+        config.smpl_model,
+        config.vposer_weights,
+        skeleton=skeleton,
+        where="stage3.",
+        seed=config.seed,
+        device=X.device,
+        dtype=X.dtype,
+    )
     fit = fit_smpl(
         X, skeleton, layer, vposer, mask=mask, steps=config.smpl_steps, lr=config.smpl_lr, progress=False
     )

@@ -218,7 +218,7 @@ def test_bad_inputs_raise_clear_errors(smpl_layer, vposer):
         fit(x2d[:, :, :13], BODY14, smpl_layer, vposer)
     with pytest.raises(TypeError, match="x2d must be a torch.Tensor"):
         fit(x2d.numpy(), BODY14, smpl_layer, vposer)
-    with pytest.raises(ValueError, match="skeleton: expected one of"):
+    with pytest.raises(ValueError, match="skeleton: an SMPL fit needs one of"):
         fit(torch.zeros(B, T, 17, 2), COCO17, smpl_layer, vposer)
     with pytest.raises(ValueError, match=r"mask must have shape \(B, T\) = \(2, 8\)"):
         fit(x2d, BODY14, smpl_layer, vposer, mask=torch.ones(B, T + 1, dtype=torch.bool))

@@ -199,7 +199,7 @@ def test_bad_inputs(smpl_layer, vposer):
         fit(x.numpy(), BODY14, smpl_layer, vposer)
     with pytest.raises(TypeError, match="joints3d"):
         fit(x.long(), BODY14, smpl_layer, vposer)
-    with pytest.raises(ValueError, match="skeleton: expected one of"):
+    with pytest.raises(ValueError, match="skeleton: an SMPL fit needs one of"):
         fit(torch.randn(B, T, 17, 3), COCO17, smpl_layer, vposer)
     with pytest.raises(ValueError, match=r"mask: expected a bool tensor of shape \(2, 6\)"):
         fit(x, BODY14, smpl_layer, vposer, mask=torch.ones(B, T))

@@ -109,7 +109,9 @@ def test_evaluation_adds_the_vposer_row_when_an_smpl_model_is_configured(
     from mvlift.data.procedural import QUADRUPED17
     from mvlift.stages.pipeline import _vposer_baseline_models
 
-    with pytest.raises(ValueError, match="needs a skeleton SMPL maps to .* the data's is 'quadruped17'"):
+    with pytest.raises(
+        ValueError, match="smpl_model is set, so the skeleton: an SMPL fit needs one of .* got 'quadruped17'"
+    ):
         _vposer_baseline_models(cfg, QUADRUPED17, torch.device("cpu"))
 
 

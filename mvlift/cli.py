@@ -138,7 +138,17 @@ def cmd_data_show(args: argparse.Namespace) -> int:
 def cmd_lift(args: argparse.Namespace) -> int:
     from mvlift.stages.lift_io import lift_file
 
-    out = lift_file(args.input, args.model, args.out, steps=args.steps, device=args.device, seed=args.seed)
+    out = lift_file(
+        args.input,
+        args.model,
+        args.out,
+        steps=args.steps,
+        device=args.device,
+        seed=args.seed,
+        smpl_model=args.smpl_model,
+        vposer_weights=args.vposer_weights,
+        smpl_steps=args.smpl_steps,
+    )
     for k, v in out.items():
         print(f"{k}: {v}")
     return 0
@@ -244,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--steps", type=int, default=50, help="DDIM steps")
     sp.add_argument("--device", default="auto")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument(
+        "--smpl-model", default=None, help="SMPL .pkl: also fit SMPL under VPoser (needs mvlift[smpl])"
+    )
+    sp.add_argument("--vposer-weights", default=None, help="VPoser v1 folder (vposer_v1_0) or .pt state dict")
+    sp.add_argument("--smpl-steps", type=int, default=1000, help="Adam steps of the SMPL fit")
     sp.set_defaults(func=cmd_lift)
 
     prof = sub.add_parser("profile", help="profilers").add_subparsers(dest="profile_command", required=True)

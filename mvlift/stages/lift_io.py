@@ -53,6 +53,24 @@ def _to_skeleton(seq: Sequence2D, skeleton: Skeleton) -> tuple[np.ndarray, np.nd
     return np.asarray(convert(kp, src, skeleton)), np.asarray(convert_confidence(conf, src, skeleton))
 
 
+def _fit_body(result: Any, skel: Skeleton, body: tuple[Any, Any], *, steps: int, lr: float) -> dict[str, Any]:
+    """SMPL under VPoser fitted to sequence 0 of a :class:`~mvlift.stages.lift.LiftResult`, in its world frame
+    (``canonical=False``); the ``smpl_*`` entries of ``lifted.npz``."""
+    from mvlift.body import fit_smpl
+
+    layer, vposer = body
+    X = torch.where(result.valid[..., None], result.joints3d, torch.nan)[:1].to(layer.v_template)
+    fit = fit_smpl(X, skel, layer, vposer, steps=steps, lr=lr, canonical=False, progress=True)
+    return {
+        "smpl_global_orient": fit.global_orient[0].detach().cpu().numpy(),
+        "smpl_body_pose": fit.body_pose[0].detach().cpu().numpy(),
+        "smpl_transl": fit.transl[0].detach().cpu().numpy(),
+        "smpl_betas": fit.betas[0].detach().cpu().numpy(),
+        "smpl_latent": fit.latent[0].detach().cpu().numpy(),
+        "smpl_joints": fit.joints[0].detach().cpu().numpy(),
+    }
+
+
 def lift_file(
     input_path: str | Path,
     model_path: str | Path,
@@ -62,17 +80,44 @@ def lift_file(
     steps: int = 50,
     device: str = "auto",
     seed: int = 0,
+    smpl_model: str | Path | None = None,
+    vposer_weights: str | Path | None = None,
+    smpl_steps: int = 1000,
+    smpl_lr: float = 1e-2,
 ) -> dict[str, Any]:
     """Lift the 2D sequence in ``input_path`` and write ``out_dir/lifted.npz`` (+ PNG/GIF pictures).
 
     ``lifted.npz`` holds ``joints3d`` (T, J, 3) metres in the inference ring's world frame (Y up; the first
     frame's root lies at (0, 1, 0) seen from camera 0 at 3 m), ``root`` (T, 3), ``views`` (K, T, J, 2)
     normalised, ``valid`` (T, J), ``joint_names``.
+
+    With ``smpl_model`` (an SMPL ``.pkl``; the skeleton must be one SMPL maps to,
+    ``mvlift.body.SMPL_SKELETONS``) SMPL is then fitted under the VPoser prior to the triangulated joints
+    (:func:`mvlift.body.fit_smpl`, ``smpl_steps`` Adam steps at ``smpl_lr``, the paper's final step) in the
+    same world frame, and the npz also holds the smplx parameters ``smpl_global_orient`` (T, 3) and
+    ``smpl_body_pose`` (T, 69) axis-angle, ``smpl_transl`` (T, 3) metres, ``smpl_betas`` (10,) (fixed at the
+    mean shape), ``smpl_latent`` (T, 32) VPoser codes, and ``smpl_joints`` (T, J, 3), the fitted body's
+    joints (``smpl_layer(...)`` with these parameters reproduces them). ``vposer_weights``: the
+    ``vposer_v1_0`` folder or a ``.pt``; None uses a
+    randomly initialised VPoser, which is no pose prior (a warning says so).
     """
     dev = torch.device(
         "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     )
     skel = get_skeleton(skeleton)
+    body = None
+    if smpl_model is not None:  # checked and loaded before the (long) lifting
+        from mvlift.body import load_body_models
+
+        if not isinstance(smpl_steps, int) or isinstance(smpl_steps, bool) or smpl_steps < 1:
+            raise ValueError(f"smpl_steps must be an int >= 1, got {smpl_steps!r}")
+        body = load_body_models(smpl_model, vposer_weights, skeleton=skel, seed=seed, device=dev)
+        if vposer_weights is None:
+            warnings.warn(
+                "lift: no vposer_weights given, so the SMPL fit uses a randomly initialised VPoser, which is "
+                "no pose prior; pass the official vposer_v1_0 folder for the paper's fit",
+                stacklevel=2,
+            )
     seq = read_sequence2d(input_path)
     kp, conf = _to_skeleton(seq, skel)
     canvas = tuple(seq.image_size) if seq.image_size is not None else (1920, 1080)
@@ -106,6 +151,8 @@ def lift_file(
         "valid": result.valid[0].cpu().numpy(),
         "joint_names": np.asarray(skel.joint_names),
     }
+    if body is not None:
+        arrays.update(_fit_body(result, skel, body, steps=smpl_steps, lr=smpl_lr))
     atomic_savez(out / "lifted.npz", arrays)
     from mvlift.viz import gif_available, save_gif, save_sequence_png
 

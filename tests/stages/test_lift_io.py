@@ -90,3 +90,73 @@ def test_sequences_longer_than_the_model_are_cut_with_a_warning(tmp_path, stage4
     assert written["frames"].startswith("32 of ")
     with np.load(written["lifted"]) as z:
         assert z["joints3d"].shape[0] == 32
+
+
+def test_lift_with_smpl_writes_parameters_that_reproduce_the_joints(
+    tmp_path, stage4_run, cpu_training, monkeypatch, seed, smplx_module, hbp_module, synthetic_model
+):
+    """The fit runs on the lifted joints in their world frame and its parameters land in lifted.npz. The
+    barely trained fixture model lifts garbage, so the lifted joints are replaced by a posed SMPL body."""
+    import dataclasses
+
+    from mvlift.body import load_body_models, smpl_joints_to_skeleton, write_smpl_pickle
+    from mvlift.stages import lift_io
+
+    smpl = write_smpl_pickle(tmp_path / "smpl.pkl", synthetic_model)
+    layer, _ = load_body_models(smpl, None)
+    T = 20
+    yaw = torch.linspace(0.0, 1.0, T)
+    orient = torch.stack([torch.zeros(T), yaw, torch.zeros(T)], dim=-1)
+    transl = torch.stack([torch.linspace(-0.3, 0.3, T), torch.full((T,), 1.0), torch.zeros(T)], dim=-1)
+    body = layer(global_orient=orient, body_pose=0.1 * torch.randn(T, 69), transl=transl)
+    target = smpl_joints_to_skeleton(body.joints, BODY14).detach()  # (T, 14, 3) metres, world frame
+
+    real_lift = lift_io.lift
+
+    def lift_then_replace(*args, **kwargs):
+        res = real_lift(*args, **kwargs)
+        return dataclasses.replace(
+            res, joints3d=target[None], root=target[None][:, :, list(BODY14.root)].mean(2)
+        )
+
+    monkeypatch.setattr(lift_io, "lift", lift_then_replace)
+    path = _sequence_file(tmp_path, frames=T)
+    with pytest.warns(UserWarning, match="randomly initialised VPoser"):
+        written = lift_file(path, stage4_run, tmp_path / "out", steps=2, smpl_model=smpl, smpl_steps=150)
+    with np.load(written["lifted"]) as z:
+        shapes = {k: z[k].shape for k in z.files if k.startswith("smpl_")}
+        params = {k: torch.as_tensor(z[k]) for k in shapes}
+    assert shapes == {
+        "smpl_global_orient": (T, 3),
+        "smpl_body_pose": (T, 69),
+        "smpl_transl": (T, 3),
+        "smpl_betas": (10,),
+        "smpl_latent": (T, 32),
+        "smpl_joints": (T, 14, 3),
+    }
+    # The parameters reproduce the fitted joints through the smplx layer ...
+    out = layer(
+        betas=params["smpl_betas"].expand(T, -1),
+        global_orient=params["smpl_global_orient"],
+        body_pose=params["smpl_body_pose"],
+        transl=params["smpl_transl"],
+    )
+    torch.testing.assert_close(
+        smpl_joints_to_skeleton(out.joints, BODY14), params["smpl_joints"], atol=1e-4, rtol=0
+    )
+    # ... and the body fits the lifted joints in their own frame: a canonical fit would have moved the first
+    # root (at x = -0.3 m) to x = z = 0 and the feet to the floor.
+    root_fit = params["smpl_joints"][:, list(BODY14.root)].mean(1)
+    assert (root_fit - target[:, list(BODY14.root)].mean(1)).norm(dim=-1).max() < 0.05
+    assert (params["smpl_joints"] - target).norm(dim=-1).mean() < 0.05
+
+
+def test_lift_with_smpl_checks_its_inputs_before_lifting(tmp_path, stage4_run, cpu_training, smplx_module):
+    path = _sequence_file(tmp_path)
+    with pytest.raises(FileNotFoundError, match="smpl_model: SMPL model file not found"):
+        lift_file(path, stage4_run, tmp_path / "out", steps=2, smpl_model=tmp_path / "none.pkl")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="smpl_steps must be an int >= 1"):
+        lift_file(path, stage4_run, tmp_path / "out", smpl_model=tmp_path / "none.pkl", smpl_steps=0)
+    argv = ["lift", str(path), "--model", str(stage4_run), "--out", str(tmp_path / "o")]
+    assert main([*argv, "--smpl-model", str(tmp_path / "x.pkl")]) == 2

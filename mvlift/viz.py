@@ -12,7 +12,7 @@ red, the others in grey.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = [
     "plot_skeleton_2d",
     "plot_skeleton_3d",
     "save_sequence_png",
+    "save_viewpoints_png",
     "save_gif",
     "gif_available",
 ]
@@ -308,6 +309,78 @@ def save_sequence_png(
                 ax.set_xlim(lo2[0] - pad, hi2[0] + pad)
                 ax.set_ylim(hi2[1] + pad, lo2[1] - pad)
             ax.tick_params(labelsize=6)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    out = Path(path)
+    _atomic_save(fig, out, format="png")
+    return out
+
+
+VIEWPOINTS: dict[str, tuple[float, float]] = {
+    "front": (10.0, -90.0),
+    "side": (10.0, 0.0),
+    "oblique": (25.0, -50.0),
+    "top": (85.0, -90.0),
+}
+"""Named (elevation, azimuth) pairs in degrees for :func:`save_viewpoints_png`: ``front`` looks along -Z
+(toward the world origin from +Z, like camera 0 of the rings), ``side`` along -X, ``top`` down the Y axis."""
+
+
+def save_viewpoints_png(
+    path: str | os.PathLike[str],
+    positions: Any,
+    skeleton: Any = None,
+    *,
+    viewpoints: Sequence[str] | Mapping[str, tuple[float, float]] = ("front", "side", "oblique", "top"),
+    num_frames: int = 5,
+    title: str | None = None,
+    dpi: int = 100,
+) -> Path:
+    """Save the whole 3D motion seen from several viewpoints, one panel each, as a PNG.
+
+    Every panel draws ``num_frames`` evenly spaced frames (later ones more opaque), the root trajectory on
+    the floor and the floor grid, in the same world box (Y up, metres), so depth and the global path are
+    visible from the side and top views.
+
+    Args:
+        path: output file (written atomically).
+        positions: (T, J, 3) world positions.
+        skeleton: Skeleton, parents sequence or None.
+        viewpoints: names from :data:`VIEWPOINTS`, or a mapping of panel titles to (elevation, azimuth).
+        num_frames: frames drawn per panel.
+        title: figure title. dpi: resolution.
+
+    Returns:
+        The written path.
+    """
+    seq = _sequence(positions, 3, "positions")
+    if seq.ndim != 3:
+        raise ValueError(f"positions must have shape (T, J, 3), got {tuple(seq.shape)}")
+    if isinstance(viewpoints, Mapping):
+        views = {str(k): (float(v[0]), float(v[1])) for k, v in viewpoints.items()}
+    else:
+        unknown = [v for v in viewpoints if v not in VIEWPOINTS]
+        if unknown:
+            raise ValueError(f"viewpoints: unknown names {unknown}; choose from {list(VIEWPOINTS)}")
+        views = {v: VIEWPOINTS[v] for v in viewpoints}
+    if not views:
+        raise ValueError("viewpoints: give at least one viewpoint")
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    finite = seq[np.isfinite(seq).all(-1)]
+    if finite.size == 0:
+        raise ValueError("positions: no finite joint to draw")
+    lo, hi = finite.min(0), finite.max(0)
+    centre, half = (lo + hi) / 2, max(float((hi - lo).max()) / 2, 0.5)
+    lo, hi = centre - half, centre + half
+    t_len = seq.shape[0]
+    frames = np.unique(np.linspace(0, t_len - 1, min(num_frames, t_len)).round().astype(int)).tolist()
+    fig = Figure(figsize=(3.2 * len(views), 3.4), dpi=dpi)
+    FigureCanvasAgg(fig)
+    for n, (name, (elev, azim)) in enumerate(views.items()):
+        ax = fig.add_subplot(1, len(views), n + 1, projection="3d")
+        plot_skeleton_3d(seq, skeleton, ax, frames=frames, limits=(lo, hi), title=name, elev=elev, azim=azim)
+        ax.tick_params(labelsize=6)
     if title:
         fig.suptitle(title, fontsize=10)
     out = Path(path)

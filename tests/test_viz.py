@@ -83,3 +83,24 @@ def test_bad_inputs(tmp_path):
         plot_skeleton_2d(np.random.default_rng(0).normal(size=(5, 2)), BODY14)
     with pytest.raises(ValueError, match="out of range"):
         plot_skeleton_2d(np.random.default_rng(0).normal(size=(2, 14, 2)), BODY14, frames=[5])
+
+
+def test_viewpoints_png(tmp_path, walk):
+    from mvlift.viz import VIEWPOINTS, save_viewpoints_png
+
+    p = save_viewpoints_png(
+        tmp_path / "views.png", walk.positions, BODY14, num_frames=3, title="walk", dpi=50
+    )
+    _non_trivial(p)
+    custom = save_viewpoints_png(
+        tmp_path / "two.png", walk.positions, BODY14, viewpoints={"a": (0, 0), "b": (90, 0)}, dpi=50
+    )
+    _non_trivial(custom)
+    assert imread(p).shape[1] == 2 * imread(custom).shape[1]  # one panel per viewpoint
+    assert set(VIEWPOINTS) >= {"front", "side", "top"}
+    with pytest.raises(ValueError, match="unknown names \\['back'\\]"):
+        save_viewpoints_png(tmp_path / "x.png", walk.positions, viewpoints=("front", "back"))
+    with pytest.raises(ValueError, match="positions"):
+        save_viewpoints_png(tmp_path / "x.png", walk.positions[..., :2])
+    with pytest.raises(ValueError, match="no finite joint"):
+        save_viewpoints_png(tmp_path / "x.png", np.full((3, 14, 3), np.nan))

@@ -1,6 +1,6 @@
 """``mvlift lift INPUT``: read one 2D sequence from a file, lift it with a trained stage-4 model, write the
-3D result (npz) and pictures (PNG strip of the generated views and of the 3D motion, and a GIF when Pillow
-is available)."""
+3D result (npz) and pictures (PNG strips of the generated views and of the 3D motion, the 3D motion from
+several viewpoints, and a GIF when Pillow is available)."""
 
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ def lift_file(
     if body is not None:
         arrays.update(_fit_body(result, skel, body, steps=smpl_steps, lr=smpl_lr))
     atomic_savez(out / "lifted.npz", arrays)
-    from mvlift.viz import gif_available, save_gif, save_sequence_png
+    from mvlift.viz import gif_available, save_gif, save_sequence_png, save_viewpoints_png
 
     written = {"lifted": str(out / "lifted.npz"), "frames": f"{T} of {x.shape[0]}"}
     for k in range(result.views.shape[1]):
@@ -163,6 +163,9 @@ def lift_file(
         )
         written[f"view{k}"] = str(p)
     written["motion3d"] = str(save_sequence_png(out / "motion3d.png", arrays["joints3d"], skel, title="3D"))
+    written["viewpoints"] = str(
+        save_viewpoints_png(out / "motion3d_viewpoints.png", arrays["joints3d"], skel, title="3D motion")
+    )
     if gif_available():
         written["gif"] = str(save_gif(out / "motion3d.gif", arrays["joints3d"], skel, stride=2))
     return written

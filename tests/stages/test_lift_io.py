@@ -63,7 +63,7 @@ def test_lift_file_writes_motion_and_pictures(tmp_path, stage4_run, cpu_training
         assert z["root"].shape == (20, 3)
         assert z["views"].shape == (4, 20, 14, 2)
         np.testing.assert_allclose(z["root"], z["joints3d"][:, list(BODY14.root)].mean(1))
-    for key in ("view0", "motion3d"):
+    for key in ("view0", "motion3d", "viewpoints"):
         assert (tmp_path / "out").joinpath(written[key].split("/")[-1]).stat().st_size > 1000
 
 

@@ -41,7 +41,18 @@ def seed() -> int:
     return s
 
 
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+requires_cuda = pytest.mark.cuda
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` are skipped without a CUDA device: ``pytest -m cuda`` selects exactly the
+    tests that need one (the GPU session's command), and a plain ``pytest`` on a CPU machine skips them."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture

@@ -226,7 +226,6 @@ def test_bad_inputs(smpl_layer, vposer):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_fit_on_cuda_matches_cpu(smpl_layer, vposer, seed):
     import copy
 

@@ -45,7 +45,6 @@ def test_meta_tensors_stay_on_their_device():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu(seed):
     start = torch.rand(3, dtype=F64)
     cpu = ring_cameras(6, start_azimuth=start)

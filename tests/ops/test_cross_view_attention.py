@@ -20,7 +20,7 @@ kernel_only = pytest.mark.skipif(
     not cva_mod._use_kernel(torch.empty(0, device=DEVICE)),
     reason="Triton kernels not runnable here (no CUDA and TRITON_INTERPRET unset)",
 )
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+requires_cuda = pytest.mark.cuda  # skipped without a GPU (tests/conftest.py)
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -303,7 +303,6 @@ def test_bad_inputs(case):
 
 
 @pytest.mark.cuda
-@requires_cuda
 @pytest.mark.parametrize("n_views", [4, 6, 8])
 def test_cuda_bf16_parity_with_sdpa(seed, n_views):
     q, k, v = make_qkv(1023, n_views, 8, 64, torch.bfloat16, "cuda")

@@ -356,7 +356,7 @@ def test_per_sequence_F_batch_must_match():
         epipolar_loss(torch.cat([x, x[:1]]), F)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_device_mismatch_raises():
     x, F, w, m = make_inputs(2, 3, 4, 5, weights=True, mask=True, device="cpu")
     with pytest.raises(ValueError, match="F must be on x's device"):

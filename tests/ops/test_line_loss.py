@@ -307,7 +307,7 @@ def test_bad_inputs_raise(case):
             )  # fmt: skip
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_device_mismatch_raises():
     xp, x0, lines, m = make_inputs(2, 5, 7, mask=True, device="cpu")
     with pytest.raises(ValueError, match="lines must be on the device of the points"):

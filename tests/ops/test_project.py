@@ -11,7 +11,7 @@ from mvlift.ops import _backend, project_points
 from mvlift.reference import project as ref
 
 requires_native = pytest.mark.skipif(_backend.native() is None, reason="mvlift._C not built")
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+requires_cuda = pytest.mark.cuda  # skipped without a GPU (tests/conftest.py)
 
 
 def random_P(*batch: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:

@@ -21,7 +21,7 @@ DEG = int(TriangulationFlag.DEGENERATE)
 BEHIND = int(TriangulationFlag.BEHIND_CAMERA)
 NOT_CONV = int(TriangulationFlag.NOT_CONVERGED)
 requires_native = pytest.mark.skipif(_backend.native() is None, reason="mvlift._C not built")
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+requires_cuda = pytest.mark.cuda  # skipped without a GPU (tests/conftest.py)
 
 
 # ------------------------------------------------------------------------------------------------ scenes

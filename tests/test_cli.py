@@ -39,6 +39,7 @@ def test_profile_stage2_prints_both_backends(capsys, cpu_training):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "| eager |" in out and "| fused |" in out and "vs eager" in out
+    assert "fused+bf16" not in out  # CUDA only (autocast is off on the CPU)
 
 
 def test_help_lists_every_command():

@@ -1,9 +1,16 @@
 """Built-in profiler of the stage-2 optimisation loop (``mvlift profile stage2``).
 
 Runs the stage-2 iteration (SDS denoiser forward, consistency losses, backward, Adam step) on random
-inputs for each loss backend ("fused" = :mod:`mvlift.ops` kernels, "eager" = the plain-PyTorch references)
-and reports per-phase times, iterations/s and sequences/s side by side in one table. On CUDA the phases are
-timed with CUDA events (one synchronisation per iteration, after it); on the CPU with ``perf_counter``.
+inputs for each configuration in :data:`CONFIGURATIONS` and reports per-phase times, iterations/s and
+sequences/s side by side in one table:
+
+- ``eager``: the plain-PyTorch reference losses and an fp32 denoiser forward (the eager pipeline);
+- ``fused``: the :mod:`mvlift.ops` loss kernels, fp32 denoiser;
+- ``fused+bf16``: the kernels and the denoiser forward under bf16 autocast (``Stage2Config.bf16``; the
+  default stage-2 pipeline on CUDA). CUDA only: on the CPU autocast is off, so the row is left out.
+
+On CUDA the phases are timed with CUDA events (one synchronisation per iteration, after it); on the CPU
+with ``perf_counter``.
 """
 
 from __future__ import annotations
@@ -18,6 +25,13 @@ from mvlift.schedulers import CosineSchedule
 from mvlift.stages.stage2 import Stage2Config, Stage2Losses, make_ring
 
 PHASES = ("denoiser", "losses", "backward", "optimizer")
+
+CONFIGURATIONS: dict[str, dict[str, object]] = {
+    "eager": {"backend": "eager", "bf16": False},
+    "fused": {"backend": "fused", "bf16": False},
+    "fused+bf16": {"backend": "fused", "bf16": True},
+}
+"""Profiled configurations: name -> the :class:`~mvlift.stages.stage2.Stage2Config` fields they set."""
 
 
 @dataclass
@@ -71,7 +85,7 @@ def profile_stage2(
     joints: int = 18,
     model_config: DenoiserConfig | None = None,
     stage2: Stage2Config | None = None,
-    backends: tuple[str, ...] = ("eager", "fused"),
+    backends: tuple[str, ...] = ("eager", "fused", "fused+bf16"),
     iters: int = 20,
     warmup: int = 3,
     device: str | torch.device | None = None,
@@ -83,11 +97,16 @@ def profile_stage2(
     Args:
         batch, frames, joints: B, T, J of the input sequences.
         model_config: the stage-1 denoiser (default: the paper's size, 4 layers x 512).
-        stage2: stage-2 settings (views, pairs, distance); its ``backend`` is overridden per run.
-        backends: which loss backends to time.
-        iters, warmup: timed / untimed iterations per backend.
+        stage2: stage-2 settings (views, pairs, distance); its ``backend`` and ``bf16`` are set per run.
+        backends: names from :data:`CONFIGURATIONS` to time; ``fused+bf16`` is skipped on the CPU.
+        iters, warmup: timed / untimed iterations per configuration.
     """
+    unknown = [b for b in backends if b not in CONFIGURATIONS]
+    if unknown:
+        raise ValueError(f"backends: unknown {unknown}; choose from {list(CONFIGURATIONS)}")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type != "cuda":
+        backends = tuple(b for b in backends if not CONFIGURATIONS[b]["bf16"])
     torch.manual_seed(seed)
     model_config = model_config or DenoiserConfig(num_joints=joints)
     model = build_model(model_config).to(device).eval()
@@ -97,7 +116,7 @@ def profile_stage2(
     mask = torch.ones(batch, frames, dtype=torch.bool, device=device)
     results = []
     for backend in backends:
-        cfg = replace(base, backend=backend, progress=False)
+        cfg = replace(base, **CONFIGURATIONS[backend], progress=False)  # type: ignore[arg-type]
         _, F = make_ring(cfg, dtype=dtype, device=device)
         losses = Stage2Losses(model, schedule, cfg, F, x_input, mask=mask)
         y = torch.nn.Parameter(

@@ -50,6 +50,9 @@ class Stage2Config:
         sds_space: "eps" (the code: gradient w(t) (eps_pred - eps), w = 1) or "x0" (gradient y - x0_pred).
         init: "zeros" (the code) or "input" (start every view from the input view).
         backend: "fused" (mvlift.ops kernels) or "eager" (the plain-PyTorch references), for profiling.
+        bf16: run the SDS denoiser forward under bf16 autocast on CUDA (always off on CPU), as the trainer
+            does for training. The prediction only steers the SDS gradient, which is formed in the views'
+            precision; the consistency losses and the optimised views stay in that precision too.
         seed: seeds the SDS noise and steps.
     """
 
@@ -71,6 +74,7 @@ class Stage2Config:
     sds_space: str = "eps"
     init: str = "zeros"
     backend: str = "fused"
+    bf16: bool = True
     seed: int = 0
     progress: bool = True
     log_every: int = 50
@@ -206,8 +210,10 @@ class Stage2Losses:
         with torch.no_grad():
             y_flat = y.detach().reshape(n, T, J, 2)
             x_t = self.schedule.add_noise(y_flat, noise.reshape(n, T, J, 2), t)
-            x0_pred = self.denoiser(x_t, t, self.lines.reshape(n, T, J, 3), self.mask_views)
-            x0_pred = x0_pred.clamp(-1.0, 1.0)
+            bf16 = cfg.bf16 and y.device.type == "cuda"
+            with torch.autocast(y.device.type, dtype=torch.bfloat16, enabled=bf16):
+                x0_pred = self.denoiser(x_t, t, self.lines.reshape(n, T, J, 3), self.mask_views)
+            x0_pred = x0_pred.to(y.dtype).clamp(-1.0, 1.0)
             diff = y_flat - x0_pred  # (n, T, J, 2)
             if cfg.sds_space == "eps":
                 # eps_pred - eps = sqrt(a) / sqrt(1 - a) * (y - x0_pred) for x-prediction models.

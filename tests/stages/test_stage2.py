@@ -59,6 +59,43 @@ def test_fused_and_eager_backends_agree(seed):
     torch.testing.assert_close(out[0], out[1], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param("cuda", marks=pytest.mark.cuda),
+    ],
+)
+def test_bf16_autocasts_only_the_denoiser_and_only_on_cuda(seed, device):
+    """Stage2Config.bf16: the SDS denoiser forward runs under bf16 autocast on CUDA, never on the CPU; the SDS
+    gradient and the optimised views keep the input's precision."""
+    B, T, J = 2, 6, 4
+    cfg = Stage2Config(steps=3, lr=1e-2, progress=False, seed=seed, bf16=True)
+    views, _ = _scene(B, T, J, cfg, seed)
+    views = views.float().to(device)
+    truth = views[:, 1:].reshape(-1, T, J, 2)
+    seen = []
+
+    def oracle(x_t, t, lines, mask):
+        seen.append((torch.is_autocast_enabled(x_t.device.type), x_t.dtype))
+        w = torch.ones(2, 2, device=x_t.device)
+        return (truth @ w) / 2 + (
+            truth @ (torch.eye(2, device=x_t.device) - w / 2)
+        )  # a matmul: autocast sees it
+
+    res = optimize_views(oracle, CosineSchedule(), views[:, 0].clone(), cfg)
+    assert seen and all(on == (device == "cuda") for on, _ in seen)
+    assert all(dt == torch.float32 for _, dt in seen)  # autocast casts inside ops, not the inputs
+    assert res.views.dtype == torch.float32 and torch.isfinite(res.views).all()
+    off = optimize_views(
+        oracle, CosineSchedule(), views[:, 0].clone(), Stage2Config(**{**cfg.to_dict(), "bf16": False})
+    )
+    if device == "cpu":
+        assert torch.equal(res.views, off.views)  # the flag is a no-op on the CPU
+    else:
+        torch.testing.assert_close(res.views, off.views, rtol=0, atol=5e-2)
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="num_views"):
         Stage2Config(num_views=1)

@@ -123,14 +123,17 @@ def test_cpu_isa_selection():
 
 
 @pytest.mark.parametrize("value", ["baseline", "auto", "bogus"])
-def test_cpu_isa_environment_variable(value):
+def test_cpu_isa_environment_variable(value, tmp_path):
     """MVLIFT_CPU_ISA sets the initial choice; a bad value fails at the first use, naming the variable."""
     import subprocess
     import sys
 
     code = "import mvlift._C as c; print(c.cpu_isa())"
     env = {**__import__("os").environ, "MVLIFT_CPU_ISA": value}
-    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    # cwd away from the checkout: there `import mvlift` would find the source folder, not the installed build.
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     if value == "bogus":
         assert run.returncode != 0
         assert "MVLIFT_CPU_ISA='bogus'" in run.stderr and "'auto', 'baseline' or 'avx2'" in run.stderr

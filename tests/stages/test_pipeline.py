@@ -174,6 +174,34 @@ def test_mocap_source_split_by_file(tmp_path, cmu_dir, cpu_training):
     assert ev["num_windows"] > 0
 
 
+def test_shipped_gpu_config_runs_on_real_clips(tmp_path, cmu_dir, cpu_training):
+    """mvlift/configs/cmu_gpu.yaml, as shipped (model size, windows, stages), end to end on five real CMU
+    clips with every loop cut to two steps: the GPU run's config is valid and its data path works."""
+    from importlib.resources import files
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("05.asf", "05_01.amc", "05_02.amc", "05_03.amc", "05_04.amc", "05_05.amc"):
+        (clips / name).symlink_to(cmu_dir / "asfamc" / name)
+    short = [
+        "stage1.max_steps=2",
+        "stage4.max_steps=2",
+        "stage2.steps=2",
+        "stage3.fit_steps=2",
+        "lift.steps=2",
+        "stage1.batch_size=4",  # five clips give fewer windows than the config's batches of 64
+        "stage4.batch_size=4",
+    ]
+    settings = [f"data.source={clips}", "device=cpu", "baselines=false", "stage1.progress=false"]
+    settings += ["stage4.progress=false", "stage2.progress=false", "lift.progress=false", *short]
+    cfg = load_pipeline_config(files("mvlift") / "configs" / "cmu_gpu.yaml", settings=settings)
+    cfg.out_dir = str(tmp_path / "run")
+    out = run_pipeline(cfg)
+    m = out["metrics"]["mvlift"]
+    assert m["windows"] >= 1 and math.isfinite(m["mpjpe"]) and math.isfinite(m["t_root"])
+    assert cfg.model["d_model"] == 256 and cfg.data.window == 120  # the shipped sizes, not a micro config
+
+
 @pytest.mark.parametrize("name", ["demo.yaml", "cmu_gpu.yaml"])
 def test_shipped_configs_parse(name):
     from importlib import resources

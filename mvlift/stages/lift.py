@@ -32,6 +32,9 @@ class LiftConfig:
         sampler: "ddim" (default, ``steps`` steps) or "ddpm" (ancestral, all training steps).
         steps, eta: DDIM steps and stochasticity.
         refine_iters: Gauss-Newton steps of the triangulation.
+        input_view_weight: weight of the observed input view (view 0) in the triangulation, relative to the
+            K-1 generated views (weight 1 each). 1.0 weights all views alike; a larger weight keeps the 3D
+            joints on the observed rays (smaller J_2D) and takes only their depth from the generated views.
         smooth_steps: steps of the stage-3 joint fit (bone constancy + smoothness) after triangulation;
             0 keeps the raw triangulation.
         seed: sampling seed.
@@ -47,6 +50,7 @@ class LiftConfig:
     steps: int = 50
     eta: float = 0.0
     refine_iters: int = 5
+    input_view_weight: float = 1.0
     smooth_steps: int = 0
     seed: int = 0
     progress: bool = True
@@ -54,6 +58,12 @@ class LiftConfig:
     def __post_init__(self) -> None:
         if self.sampler not in ("ddim", "ddpm"):
             raise ValueError(f"LiftConfig.sampler must be 'ddim' or 'ddpm', got {self.sampler!r}")
+        if not (
+            isinstance(self.input_view_weight, (int, float)) and 0 < self.input_view_weight < float("inf")
+        ):
+            raise ValueError(
+                f"LiftConfig.input_view_weight must be a finite number > 0, got {self.input_view_weight!r}"
+            )
         self.image_size = tuple(self.image_size)  # type: ignore[assignment]
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,7 +158,13 @@ def lift(
     cams = inference_ring(config, device=x_input.device)
     with torch.no_grad():
         views = sample_views(model, x_input, config, mask=mask)
-        X, valid = triangulate_views(views.to(torch.float64), cams, refine_iters=config.refine_iters)
+        weights = None
+        if config.input_view_weight != 1.0:
+            weights = torch.ones(views.shape[:-1], dtype=torch.float64, device=views.device)
+            weights[:, 0] = config.input_view_weight
+        X, valid = triangulate_views(
+            views.to(torch.float64), cams, refine_iters=config.refine_iters, weights=weights
+        )
     if config.smooth_steps > 0:
         if parents is None:
             raise ValueError("lift: smooth_steps > 0 needs the skeleton's parents")

@@ -94,8 +94,12 @@ def fit_smpl_motion(X: Tensor, skeleton: Any, config: Stage3Config, *, mask: Ten
     return fit.joints.detach()
 
 
-def triangulate_views(views: Tensor, cameras: Cameras, *, refine_iters: int = 5) -> tuple[Tensor, Tensor]:
+def triangulate_views(
+    views: Tensor, cameras: Cameras, *, refine_iters: int = 5, weights: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Triangulate normalised multi-view 2D (B, V, T, J, 2) seen by ``cameras`` (V views).
+
+    ``weights``: optional per-observation confidences (B, V, T, J) (:func:`mvlift.ops.triangulate_sequences`).
 
     Returns:
         (X (B, T, J, 3) world metres with NaN where fewer than two views are usable, valid (B, T, J) bool).
@@ -103,7 +107,8 @@ def triangulate_views(views: Tensor, cameras: Cameras, *, refine_iters: int = 5)
     from mvlift.ops import triangulate_sequences
 
     P = cameras.P_normalized.to(views.dtype)
-    X, info = triangulate_sequences(views, P, refine_iters=refine_iters)
+    w = None if weights is None else weights.to(views.dtype)
+    X, info = triangulate_sequences(views, P, weights=w, refine_iters=refine_iters)
     valid = torch.isfinite(X).all(dim=-1)
     return X, valid
 

@@ -246,6 +246,15 @@ def _atomic_save(fig: Figure, path: Path, **kwargs: Any) -> None:
     atomic_write(path, lambda tmp: fig.savefig(tmp, **kwargs))
 
 
+def _save_png(fig: Figure, path: str | os.PathLike[str], title: str | None) -> Path:
+    """Add the figure title (if any) and write the PNG atomically; returns the path."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    out = Path(path)
+    _atomic_save(fig, out, format="png")
+    return out
+
+
 def save_sequence_png(
     path: str | os.PathLike[str],
     sequence: Any,
@@ -309,11 +318,7 @@ def save_sequence_png(
                 ax.set_xlim(lo2[0] - pad, hi2[0] + pad)
                 ax.set_ylim(hi2[1] + pad, lo2[1] - pad)
             ax.tick_params(labelsize=6)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    out = Path(path)
-    _atomic_save(fig, out, format="png")
-    return out
+    return _save_png(fig, path, title)
 
 
 VIEWPOINTS: dict[str, tuple[float, float]] = {
@@ -381,11 +386,7 @@ def save_viewpoints_png(
         ax = fig.add_subplot(1, len(views), n + 1, projection="3d")
         plot_skeleton_3d(seq, skeleton, ax, frames=frames, limits=(lo, hi), title=name, elev=elev, azim=azim)
         ax.tick_params(labelsize=6)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    out = Path(path)
-    _atomic_save(fig, out, format="png")
-    return out
+    return _save_png(fig, path, title)
 
 
 def gif_available() -> bool:

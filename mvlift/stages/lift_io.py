@@ -106,6 +106,10 @@ def lift_file(
     )
     skel = get_skeleton(skeleton)
     body = None
+    if smpl_model is None and vposer_weights is not None:
+        raise ValueError(
+            "vposer_weights is given without smpl_model: the SMPL fit needs both (or smpl_model alone)"
+        )
     if smpl_model is not None:  # checked and loaded before the (long) lifting
         from mvlift.body import load_body_models
 

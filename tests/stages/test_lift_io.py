@@ -156,6 +156,8 @@ def test_lift_with_smpl_checks_its_inputs_before_lifting(tmp_path, stage4_run, c
     with pytest.raises(FileNotFoundError, match="smpl_model: SMPL model file not found"):
         lift_file(path, stage4_run, tmp_path / "out", steps=2, smpl_model=tmp_path / "none.pkl")
     assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="vposer_weights is given without smpl_model"):
+        lift_file(path, stage4_run, tmp_path / "out", vposer_weights=tmp_path)
     with pytest.raises(ValueError, match="smpl_steps must be an int >= 1"):
         lift_file(path, stage4_run, tmp_path / "out", smpl_model=tmp_path / "none.pkl", smpl_steps=0)
     argv = ["lift", str(path), "--model", str(stage4_run), "--out", str(tmp_path / "o")]

@@ -390,9 +390,15 @@ def test_cpu_isas_agree_to_rounding(seed):
         mod.set_cpu_isa(before)
     for dt, tol in ((torch.float64, 1e-10), (torch.float32, 2e-4)):
         (Xb, ib), (Xa, ia) = out["baseline"][dt], out["avx2"][dt]
-        assert torch.equal(ib.flags, ia.flags) and torch.equal(ib.num_views, ia.num_views)
-        assert ib.flags[0] == DEG and torch.isnan(Xa[0]).all() and (ib.flags[1:] == 0).all()
-        assert dist3(Xb[1:], Xa[1:]).max() < tol
+        # NOT_CONVERGED (the last LM step still above sqrt(eps)) may flip with rounding; the rest may not.
+        assert torch.equal(ib.flags & ~NOT_CONV, ia.flags & ~NOT_CONV)
+        assert torch.equal(ib.num_views, ia.num_views)
+        assert ib.flags[0] == DEG and ia.flags[0] == DEG and torch.isnan(Xa[0]).all()
+        assert ((ib.flags[1:] & ~NOT_CONV) == 0).all()
+        settled = ((ib.flags | ia.flags) & NOT_CONV) == 0
+        settled[0] = False
+        assert settled.sum() >= 30  # nearly every point converges in 3 steps
+        assert dist3(Xb[settled], Xa[settled]).max() < tol
 
 
 @requires_native

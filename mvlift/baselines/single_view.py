@@ -53,13 +53,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mvlift._fields import checked_fields
 from mvlift.data.skeletons import Skeleton
 from mvlift.geometry.cameras import Cameras, ring_cameras
 
@@ -236,13 +237,7 @@ class SingleViewFitConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SingleViewFitConfig:
         """Inverse of :meth:`to_dict` (``bone_lengths`` keys may be ``"a-b"`` strings or pairs)."""
-        if not isinstance(data, Mapping):
-            raise TypeError(f"SingleViewFitConfig.from_dict needs a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown SingleViewFitConfig fields {unknown}; known: {sorted(known)}")
-        kwargs = dict(data)
+        kwargs = checked_fields(cls, data, "SingleViewFitConfig fields")
         if "image_size" in kwargs:
             kwargs["image_size"] = tuple(kwargs["image_size"])
         lengths = kwargs.get("bone_lengths")

@@ -50,12 +50,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from mvlift._fields import checked_fields
 from mvlift.baselines.single_view import (
     SingleViewFitConfig,
     _check_observations,
@@ -143,13 +144,7 @@ class SingleViewSMPLConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SingleViewSMPLConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        if not isinstance(data, Mapping):
-            raise TypeError(f"SingleViewSMPLConfig.from_dict needs a mapping, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown SingleViewSMPLConfig fields {unknown}; known: {sorted(known)}")
-        kwargs = dict(data)
+        kwargs = checked_fields(cls, data, "SingleViewSMPLConfig fields")
         if "image_size" in kwargs:
             kwargs["image_size"] = tuple(kwargs["image_size"])
         return cls(**kwargs)

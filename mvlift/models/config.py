@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from mvlift._fields import checked_fields
 from mvlift.models.attention import CROSS_VIEW_BACKENDS
 
 KINDS = ("stage1", "multiview")
@@ -131,15 +132,7 @@ class DenoiserConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DenoiserConfig:
         """Rebuild from :meth:`to_dict` output; unknown keys raise ValueError (a version mismatch)."""
-        if not isinstance(data, dict):
-            raise TypeError(f"DenoiserConfig.from_dict expects a dict, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"DenoiserConfig.from_dict: unknown keys {unknown}; known keys are {sorted(known)}"
-            )
-        return cls(**data)
+        return cls(**checked_fields(cls, data, "DenoiserConfig keys"))
 
     def to_json(self) -> str:
         """:meth:`to_dict` as a JSON string."""

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import yaml
 
+from mvlift._fields import checked_fields
 from mvlift.atomic import atomic_write_json, atomic_write_text
 from mvlift.baselines.single_view_smpl import SingleViewSMPLConfig
 from mvlift.models import DenoiserConfig, build_model
@@ -188,10 +189,7 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PipelineConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown pipeline config keys {unknown}; known: {sorted(known)}")
+        d = checked_fields(cls, d, "pipeline config keys")
         kw: dict[str, Any] = {
             k: v for k, v in d.items() if k in ("out_dir", "device", "model", "stage2_batch", "baselines")
         }
@@ -212,11 +210,7 @@ class PipelineConfig:
 
 
 def _dataclass_from(klass: type, values: dict[str, Any], where: str) -> Any:
-    names = {f.name for f in dataclasses.fields(klass)}
-    bad = sorted(set(values) - names)
-    if bad:
-        raise ValueError(f"unknown keys {bad} in '{where}'; known: {sorted(names)}")
-    return klass(**values)
+    return klass(**checked_fields(klass, values, f"keys in '{where}'"))
 
 
 def load_pipeline_config(

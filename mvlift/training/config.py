@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from mvlift._fields import checked_fields
+
 
 @dataclass
 class TrainConfig:
@@ -125,13 +127,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`. Unknown keys raise ValueError naming them."""
-        if not isinstance(d, dict):
-            raise TypeError(f"TrainConfig.from_dict expects a dict, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid fields are {sorted(known)}")
-        d = dict(d)
+        d = checked_fields(cls, d, "TrainConfig fields")
         if "betas" in d:
             d["betas"] = tuple(d["betas"])
         return cls(**d)

@@ -97,6 +97,21 @@ def masked_l1(pred: Tensor, target: Tensor, mask: Tensor | None) -> Tensor:
     return (diff * m).sum() / m.sum().clamp_min(1.0)
 
 
+def _noised(
+    scheduler: NoiseSchedule, x0: Tensor, seeds: Tensor | None, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor]:
+    """Training steps t (B,) and the noised x_t of x0 (:func:`draw_steps_and_noise`, then ``add_noise``)."""
+    t, noise = draw_steps_and_noise(
+        seeds,
+        tuple(x0.shape),
+        scheduler.num_train_timesteps,
+        device=x0.device,
+        dtype=x0.dtype,
+        generator=generator,
+    )
+    return t, scheduler.add_noise(x0, noise, t)
+
+
 class Stage1Objective:
     """Stage-1 loss: L1 denoising + line matching of the x0 prediction (:func:`mvlift.ops.stage1_loss`).
 
@@ -134,15 +149,7 @@ class Stage1Objective:
                 f"Stage1Objective: batch['lines'] must have shape {(*x0.shape[:-1], 3)}, "
                 f"got {tuple(lines.shape)}"
             )
-        t, noise = draw_steps_and_noise(
-            batch.get("noise_seed"),
-            tuple(x0.shape),
-            self.scheduler.num_train_timesteps,
-            device=x0.device,
-            dtype=x0.dtype,
-            generator=generator,
-        )
-        x_t = self.scheduler.add_noise(x0, noise, t)
+        t, x_t = _noised(self.scheduler, x0, batch.get("noise_seed"), generator)
         x0_pred = model(x_t, t, lines, mask)
         total, l1, line = ops.stage1_loss(x0_pred.float(), x0, lines, mask=mask, line_weight=self.line_weight)
         return {"loss": total, "l1": l1, "line": line}
@@ -198,15 +205,7 @@ class Stage4Objective:
         F = batch.get("F")
         if self.epipolar_weight > 0 and F is None:
             raise ValueError("Stage4Objective: epipolar_weight > 0 needs 'F' (B, K, K, 3, 3) in the batch")
-        t, noise = draw_steps_and_noise(
-            batch.get("noise_seed"),
-            tuple(x0.shape),
-            self.scheduler.num_train_timesteps,
-            device=x0.device,
-            dtype=x0.dtype,
-            generator=generator,
-        )
-        x_t = self.scheduler.add_noise(x0, noise, t)
+        t, x_t = _noised(self.scheduler, x0, batch.get("noise_seed"), generator)
         x0_pred = model(x_t, t, cond, mask).float()
         l1 = masked_l1(x0_pred, x0, mask)
         out = {"loss": l1, "l1": l1}

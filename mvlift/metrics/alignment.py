@@ -5,8 +5,12 @@
 - :func:`procrustes_align`: one similarity transform per sequence, fitted on all valid frames' joints.
 - :func:`facing_direction`, :func:`rotation_about_axis`: the horizontal facing of a pose and rotations about
   the vertical.
+- :func:`facing_yaw`: the angle about the vertical that turns the ground truth to the prediction's facing,
+  by least squares over the first frames' root-relative joints (``"lstsq"``, the default) or from the
+  hip line of the first frame (``"hips"``).
 - :func:`align_for_evaluation`: MVLift's protocol (ground truth turned about the vertical to the
-  prediction's first-frame facing, both on the floor, first-frame root at the origin in x/z).
+  prediction's facing, both on the floor, first-frame root at the origin in x/z).
+- :func:`replace_neck`: the official evaluation's OpenPose-18 neck (the shoulder midpoint).
 
 All functions take torch tensors or numpy arrays (numpy in -> numpy out), float32 or float64.
 World frame: Y up, floor at y = 0 (docs/conventions.md).
@@ -38,8 +42,22 @@ __all__ = [
     "facing_direction",
     "rotation_about_axis",
     "align_for_evaluation",
+    "facing_yaw",
     "hip_indices",
+    "replace_neck",
+    "FACING_METHODS",
+    "DEFAULT_FACING_FRAMES",
 ]
+
+FACING_METHODS = ("lstsq", "hips", "none")
+"""How :func:`align_for_evaluation` turns the ground truth (see :func:`facing_yaw`)."""
+
+DEFAULT_FACING_FRAMES = 15
+"""Frames of the least-squares facing window: 0.5 s at the paper's 30 fps."""
+
+# OpenPose-18: 1 = neck, 2 = right shoulder, 5 = left shoulder (mvlift.data.skeletons.OPENPOSE18).
+_OPENPOSE_NECK = 1
+_OPENPOSE_SHOULDERS = (2, 5)
 
 _LEFT_HIP_NAMES = ("lhip", "lefthip", "lhipjoint", "leftupleg", "lthigh", "hipl", "lefthindhip")
 _RIGHT_HIP_NAMES = ("rhip", "righthip", "rhipjoint", "rightupleg", "rthigh", "hipr", "righthindhip")
@@ -221,6 +239,116 @@ def _signed_angle(a: torch.Tensor, b: torch.Tensor, axis: torch.Tensor) -> torch
     return torch.atan2((cross * axis).sum(-1), (a * b).sum(-1))
 
 
+def _first_frames(mask: torch.Tensor, count: int) -> torch.Tensor:
+    """(..., T) bool: the first ``count`` valid frames of each sequence."""
+    return mask & (torch.cumsum(mask.to(torch.int64), dim=-1) <= count)
+
+
+def _check_facing(facing: str, frames: int) -> None:
+    if facing not in FACING_METHODS:
+        raise ValueError(f"facing must be one of {FACING_METHODS}, got {facing!r}")
+    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
+        raise ValueError(f"facing_frames must be an int >= 1 (frames of the facing window), got {frames!r}")
+
+
+@numpy_compatible
+def facing_yaw(
+    pred: torch.Tensor,
+    gt: torch.Tensor,
+    *,
+    facing: str = "lstsq",
+    facing_frames: int = DEFAULT_FACING_FRAMES,
+    root: Any = None,
+    left: int | Sequence[int] | None = None,
+    right: int | Sequence[int] | None = None,
+    skeleton: Any = None,
+    up: Sequence[float] | torch.Tensor = (0.0, 1.0, 0.0),
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The angle about the vertical that turns the ground truth's facing onto the prediction's.
+
+    Methods (``facing``):
+
+    - ``"lstsq"`` (default): the least-squares rotation about ``up`` taking the ground truth's root-relative
+      joints onto the prediction's, over the first ``facing_frames`` valid frames and all joints together:
+      with ``g``, ``p`` each frame's joints minus that frame's root, projected on the floor plane,
+      ``angle = atan2(sum u . (g x p), sum g . p)``, which minimises ``sum |R(angle) g - p|^2``. Many joints
+      over several frames average the joint noise out; only the first frames are used, so that a trajectory
+      that turns the wrong way later is not hidden by the alignment.
+    - ``"hips"``: the facing of the first valid frame from the left/right joints (by default the hips,
+      :func:`facing_direction`) of each sequence, the angle between the two facings. Two joints of one
+      frame: a few centimetres of joint noise turn it by several degrees.
+    - ``"none"``: zero (the frames are known to agree).
+
+    Args:
+        pred, gt: (T, J, 3) or (B, T, J, 3) world positions.
+        facing: ``"lstsq"``, ``"hips"`` or ``"none"``.
+        facing_frames: ``"lstsq"`` window length in frames (default 15: 0.5 s at 30 fps).
+        root: root joint(s) (see :func:`mvlift.metrics.mpjpe`); default ``skeleton.root`` when a skeleton is
+            given, else the hips midpoint (14/18 joints) or joint 0.
+        left, right, skeleton: the ``"hips"`` method's joints (see :func:`align_for_evaluation`).
+        up: the vertical axis (default +Y).
+        mask: optional (T,) / (B, T) bool, True = valid frame.
+
+    Returns:
+        () or (B,) angle in radians (right-hand rule about ``up``), in (-pi, pi].
+    """
+    _check_facing(facing, facing_frames)
+    pred, gt = check_sequences(pred, gt)
+    j = pred.shape[-2]
+    m = check_mask(mask, pred.shape[:-2], pred.device)
+    u = _up_vector(up, pred)
+    if facing == "none":
+        return torch.zeros(pred.shape[:-3], dtype=pred.dtype, device=pred.device)
+    if facing == "hips":
+        if left is None or right is None:
+            dl, dr = hip_indices(skeleton, j)
+            left = dl if left is None else left
+            right = dr if right is None else right
+        f_pred = facing_direction(first_valid(pred, m), left, right, u)
+        f_gt = facing_direction(first_valid(gt, m), left, right, u)
+        return _signed_angle(f_gt, f_pred, u)
+    if root is None and skeleton is not None:
+        root = skeleton
+    r = resolve_root(root, j)
+    w = _first_frames(m, int(facing_frames)).to(pred.dtype)[..., None]  # (..., T, 1)
+
+    def flat(x: torch.Tensor) -> torch.Tensor:
+        x = x - root_of(x, r)[..., None, :]
+        return x - (x @ u)[..., None] * u
+
+    g, p = flat(gt), flat(pred)
+    dot = (w * (g * p).sum(-1)).sum(dim=(-1, -2))
+    crs = (w * (torch.linalg.cross(g, p, dim=-1) @ u)).sum(dim=(-1, -2))
+    return torch.atan2(crs, dot)
+
+
+@numpy_compatible
+def replace_neck(positions: torch.Tensor) -> torch.Tensor:
+    """OpenPose-18 with the neck (joint 1) replaced by the shoulder midpoint (joints 2 and 5).
+
+    The official evaluation does this to prediction and ground truth before scoring (lijiaman/mvlift_release,
+    ``diffusion_motion_2d/trainer_multiview_motion2d.py``, ``replace_neck_jnt_w_avg``). Only for the
+    OpenPose-18 layout: BODY14 (mvlift's CMU set) keeps its neck, which for CMU data already is the shoulder
+    midpoint (:mod:`mvlift.data.skeletons`).
+
+    Args:
+        positions: (..., 18, D) joints (D = 2 or 3), OpenPose-18 order.
+
+    Returns:
+        a copy with joint 1 = mean of joints 2 and 5.
+    """
+    if not isinstance(positions, torch.Tensor):
+        raise TypeError(f"positions must be a torch.Tensor or numpy.ndarray, got {type(positions).__name__}")
+    if positions.dim() < 2 or positions.shape[-2] != 18:
+        raise ValueError(
+            f"positions must have shape (..., 18, D) (OpenPose-18), got {tuple(positions.shape)}"
+        )
+    out = positions.clone()
+    out[..., _OPENPOSE_NECK, :] = positions[..., list(_OPENPOSE_SHOULDERS), :].mean(dim=-2)
+    return out
+
+
 @numpy_compatible
 def align_for_evaluation(
     pred: torch.Tensor,
@@ -232,13 +360,18 @@ def align_for_evaluation(
     skeleton: Any = None,
     up: Sequence[float] | torch.Tensor = (0.0, 1.0, 0.0),
     mask: torch.Tensor | None = None,
+    facing: str = "lstsq",
+    facing_frames: int = DEFAULT_FACING_FRAMES,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """MVLift's evaluation alignment of a predicted and a ground-truth world motion.
 
-    1. The ground truth is rotated about the vertical (``up``) so that its first-frame facing matches the
-       prediction's. Facing = horizontal normal of the left-right line: (mean(left) - mean(right))
-       projected on the floor plane, crossed with ``up`` (see :func:`facing_direction`); by default the
-       left/right hips.
+    1. The ground truth is rotated about the vertical (``up``), about its first-frame root, by
+       :func:`facing_yaw` (``facing``): by default the least-squares yaw over the first ``facing_frames``
+       valid frames' root-relative joints; ``"hips"`` = the first frame's left/right hip line (the rule
+       before issue 10, noise-sensitive); ``"none"`` = no rotation. The official code turns the truth to
+       the prediction's first-frame facing taken from the fitted SMPL root orientation
+       (``align_init_facing_direction`` in lijiaman/mvlift_release's ``trainer_multiview_motion2d.py``);
+       mvlift predicts joints, not SMPL, so the facing comes from the joints.
     2. Both are put on the floor: the lowest joint over all valid frames gets height 0.
     3. Both first-frame roots are moved to the origin in the floor plane (x, z); heights are kept.
 
@@ -246,33 +379,40 @@ def align_for_evaluation(
         pred, gt: (T, J, 3) or (B, T, J, 3) world positions, Y up.
         root: root joint(s), see :func:`mvlift.metrics.mpjpe`; defaults to ``skeleton.root`` when a
             skeleton is given, else the hips midpoint (14/18 joints) or joint 0.
-        left, right: joint indices of the left/right side used for the facing; default: the hips found in
-            ``skeleton.joint_names``, or the OpenPose-layout hips (11, 8) for 14/18 joints.
+        left, right: joint indices of the left/right side used by ``facing="hips"``; default: the hips found
+            in ``skeleton.joint_names``, or the OpenPose-layout hips (11, 8) for 14/18 joints.
         skeleton: optional :class:`mvlift.data.skeletons.Skeleton` supplying root and hips.
         up: the vertical axis (default +Y).
         mask: optional (T,) / (B, T) bool; "first frame" means the first valid frame.
+        facing: ``"lstsq"`` (default), ``"hips"`` or ``"none"`` (:func:`facing_yaw`).
+        facing_frames: the ``"lstsq"`` window in frames (default 15 = 0.5 s at 30 fps).
 
     Returns:
         ``(pred_aligned, gt_aligned)``, same shapes and dtype.
     """
+    _check_facing(facing, facing_frames)
     pred, gt = check_sequences(pred, gt)
     j = pred.shape[-2]
     m = check_mask(mask, pred.shape[:-2], pred.device)
     if root is None and skeleton is not None:
         root = skeleton
     root_idx = resolve_root(root, j)
-    if left is None or right is None:
-        dl, dr = hip_indices(skeleton, j)
-        left = dl if left is None else left
-        right = dr if right is None else right
     u = _up_vector(up, pred)
 
-    p0 = first_valid(pred, m)  # (..., J, 3)
-    g0 = first_valid(gt, m)
-    f_pred = facing_direction(p0, left, right, u)
-    f_gt = facing_direction(g0, left, right, u)
-    angle = _signed_angle(f_gt, f_pred, u)  # (...,)
+    angle = facing_yaw(
+        pred,
+        gt,
+        facing=facing,
+        facing_frames=facing_frames,
+        root=root_idx,
+        left=left,
+        right=right,
+        skeleton=skeleton,
+        up=u,
+        mask=m,
+    )  # (...,)
     rot = rotation_about_axis(angle, u)  # (..., 3, 3)
+    g0 = first_valid(gt, m)
     pivot = root_of(g0[..., None, :, :], root_idx)[..., 0, :]  # (..., 3)
     piv = pivot[..., None, None, :]  # (..., 1, 1, 3)
     gt = torch.einsum("...ij,...tkj->...tki", rot, gt - piv) + piv

@@ -26,7 +26,17 @@ def test_perfect_prediction_up_to_vertical_rotation_scores_zero():
     R = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
     pred = gt @ R.T + np.array([2.0, 0.3, 1.0])
     out = M.evaluate_sequence(pred, gt)
-    assert set(out) == {"t_root", "mpjpe", "pa_mpjpe", "pa_mpjpe_global", "global_mpjpe"}
+    assert set(out) == {
+        "t_root",
+        "t_root_paper",
+        "mpjpe",
+        "pa_mpjpe",
+        "pa_mpjpe_global",
+        "global_mpjpe",
+        "bone_ratio",
+    }
+    # the limbs of this toy walk wobble: the ratio is the prediction's own, unchanged by the rigid motion
+    assert out.pop("bone_ratio") == pytest.approx(float(M.bone_length_ratio(gt)), abs=1e-12)
     for k, v in out.items():
         assert isinstance(v, float)
         assert v == pytest.approx(0.0, abs=1e-6), k
@@ -93,6 +103,7 @@ def test_procedural_motion_with_registered_skeleton():
         R = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
         pred = gt @ R.T + np.array([5.0, 0.2, -3.0])
         out = M.evaluate_sequence(pred, gt, skeleton=skel)
+        assert out.pop("bone_ratio", 1.0) == pytest.approx(1.0, abs=1e-9)  # rigid limbs (BODY14 only)
         assert max(out.values()) < 1e-6  # bone_std included: procedural bones are rigid
         noisy = pred + np.random.default_rng(0).normal(scale=0.01, size=pred.shape)
         out = M.evaluate_sequence(noisy, gt, skeleton=skel)

@@ -73,13 +73,16 @@ class LiftConfig:
 @dataclass
 class LiftResult:
     """Output of :func:`lift`: ``joints3d`` (B, T, J, 3) metres (NaN where triangulation failed, see
-    ``valid``), ``root`` (B, T, 3), ``views`` (B, K, T, J, 2) normalised, ``cameras`` (the K-view ring)."""
+    ``valid``), ``root`` (B, T, 3), ``views`` (B, K, T, J, 2) normalised, ``cameras`` (the K-view ring),
+    ``triangulated`` (B, T, J, 3) metres: the triangulation before the ``smooth_steps`` joint fit (the same
+    values as ``joints3d`` when ``smooth_steps == 0``; the official bone consistency is scored on it)."""
 
     joints3d: Tensor
     root: Tensor
     views: Tensor
     valid: Tensor
     cameras: Cameras
+    triangulated: Tensor | None = None
 
 
 def inference_ring(config: LiftConfig, *, device: torch.device | str = "cpu") -> Cameras:
@@ -165,6 +168,7 @@ def lift(
         X, valid = triangulate_views(
             views.to(torch.float64), cams, refine_iters=config.refine_iters, weights=weights
         )
+    triangulated = X.to(x_input.dtype)
     if config.smooth_steps > 0:
         if parents is None:
             raise ValueError("lift: smooth_steps > 0 needs the skeleton's parents")
@@ -173,4 +177,6 @@ def lift(
         )
     X = X.to(x_input.dtype)
     root_traj = X[:, :, list(root)].mean(dim=2)
-    return LiftResult(joints3d=X, root=root_traj, views=views, valid=valid, cameras=cams)
+    return LiftResult(
+        joints3d=X, root=root_traj, views=views, valid=valid, cameras=cams, triangulated=triangulated
+    )

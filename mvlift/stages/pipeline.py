@@ -529,6 +529,9 @@ def evaluate(
                 input_2d=x_px[i].numpy(),
                 camera=cam0.P[0],
                 conf_2d=data.conf[i],
+                facing_frames=max(1, round(0.5 * config.data.fps)),  # 0.5 s
+                # bone_ratio on the triangulation before lift's joint fit; the other methods' own output
+                triangulated=res.triangulated[i].double().cpu().numpy() if name == "mvlift" else None,
             )
             table.add(m, name=f"window{i}")
         tables[name] = table
@@ -541,16 +544,30 @@ def evaluate(
     return summary
 
 
-METRIC_COLUMNS = ("t_root", "mpjpe", "pa_mpjpe", "global_mpjpe", "j2d", "bone_std")
+METRIC_COLUMNS = (
+    "t_root",
+    "t_root_paper",
+    "mpjpe",
+    "pa_mpjpe",
+    "global_mpjpe",
+    "j2d",
+    "j2d_paper",
+    "bone_std",
+    "bone_ratio",
+)
+"""Columns of :func:`format_metrics`: ours and, suffixed ``_paper`` (and ``bone_ratio``), the official
+evaluation code's definitions (:func:`mvlift.metrics.evaluate_sequence`, docs/conventions.md)."""
 
 
 def format_metrics(summary: dict[str, dict[str, float]]) -> str:
-    """A Markdown table of the evaluation summary (mm; J_2D in canvas pixels)."""
+    """A Markdown table of the evaluation summary (mm; J_2D in canvas pixels; bone_ratio unitless)."""
+    from mvlift.metrics import METRIC_DIGITS
+
     cols = [c for c in METRIC_COLUMNS if any(c in s for s in summary.values())]
     head = "| method | " + " | ".join(cols) + " | windows | failed | seconds |"
     lines = [head, "|" + "---|" * (len(cols) + 4)]
     for name, s in summary.items():
-        cells = " | ".join(f"{s[c]:.1f}" if c in s else "-" for c in cols)
+        cells = " | ".join(f"{s[c]:.{METRIC_DIGITS.get(c, 1)}f}" if c in s else "-" for c in cols)
         failed = s.get("failed", 0.0) * s.get("windows", 0.0)
         lines.append(
             f"| {name} | {cells} | {int(s.get('windows', 0))} | {int(round(failed))} | {s['seconds']:.1f} |"

@@ -59,6 +59,11 @@ def test_pipeline_end_to_end_and_resume(tmp_path, cpu_training, micro_config):
     smoothed = evaluate(load_pipeline_config(path, settings=["lift.smooth_steps=50"]))
     assert set(smoothed) == {"mvlift"} and math.isfinite(smoothed["mvlift"]["mpjpe"])
     assert smoothed["mvlift"]["bone_std"] < metrics["mvlift"]["bone_std"]
+    # the official bone consistency is scored on the triangulation before the fit: the same in both runs
+    assert smoothed["mvlift"]["bone_ratio"] == pytest.approx(metrics["mvlift"]["bone_ratio"], rel=1e-6)
+    table = (run / "metrics.md").read_text()
+    for column in ("t_root_paper", "j2d_paper", "bone_ratio"):
+        assert column in table and all(column in m for m in metrics.values()), column
 
 
 def test_evaluation_adds_the_vposer_row_when_an_smpl_model_is_configured(

@@ -311,15 +311,16 @@ def facing_yaw(
     if root is None and skeleton is not None:
         root = skeleton
     r = resolve_root(root, j)
-    w = _first_frames(m, int(facing_frames)).to(pred.dtype)[..., None]  # (..., T, 1)
+    w = _first_frames(m, int(facing_frames))[..., None, None]  # (..., T, 1, 1)
 
     def flat(x: torch.Tensor) -> torch.Tensor:
         x = x - root_of(x, r)[..., None, :]
-        return x - (x @ u)[..., None] * u
+        x = x - (x @ u)[..., None] * u
+        return torch.where(w, x, torch.zeros_like(x))  # frames outside the window (even NaN) count zero
 
     g, p = flat(gt), flat(pred)
-    dot = (w * (g * p).sum(-1)).sum(dim=(-1, -2))
-    crs = (w * (torch.linalg.cross(g, p, dim=-1) @ u)).sum(dim=(-1, -2))
+    dot = (g * p).sum(dim=(-1, -2, -3))
+    crs = (torch.linalg.cross(g, p, dim=-1) @ u).sum(dim=(-1, -2))
     return torch.atan2(crs, dot)
 
 

@@ -115,6 +115,10 @@ def test_lstsq_yaw_is_the_least_squares_rotation():
     assert yaw == pytest.approx(float(angles[cost.argmin()]), abs=1e-3)
     assert abs(yaw - 1.1) < 0.3  # undoes the turn applied to gt (the two bodies differ a little)
     assert float(M.facing_yaw(pred, gt, facing="none")) == 0.0
+    nan_outside = pred.clone()
+    nan_outside[:3] = float("nan")  # masked frames (e.g. padding) may hold anything
+    nan_outside[20:] = float("nan")  # after the window
+    assert float(M.facing_yaw(nan_outside, gt, facing_frames=10, mask=mask)) == pytest.approx(yaw, abs=1e-12)
     with pytest.raises(ValueError, match="facing must be one of"):
         M.facing_yaw(pred, gt, facing="hip")
     with pytest.raises(ValueError, match="facing_frames"):

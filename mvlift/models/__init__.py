@@ -14,21 +14,36 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from mvlift.models.attention import available_backends, cross_view_attention, last_backend
 from mvlift.models.config import DenoiserConfig
 from mvlift.models.multiview import MultiViewDenoiser
 from mvlift.models.stage1 import Stage1Denoiser
 
 
-def build_model(config: DenoiserConfig | dict[str, Any]) -> Stage1Denoiser | MultiViewDenoiser:
-    """A freshly initialised model of ``config.kind`` (a :class:`DenoiserConfig` or its ``to_dict()``)."""
+def build_model(
+    config: DenoiserConfig | dict[str, Any], *, seed: int | None = None
+) -> Stage1Denoiser | MultiViewDenoiser:
+    """A freshly initialised model of ``config.kind`` (a :class:`DenoiserConfig` or its ``to_dict()``).
+
+    Args:
+        config: the model's configuration.
+        seed: when given, the initial weights are drawn from a CPU RNG seeded with it (the same seed gives
+            the same weights), and torch's global RNG is left as it was; None draws from the global RNG.
+    """
     if isinstance(config, dict):
         config = DenoiserConfig.from_dict(config)
     if not isinstance(config, DenoiserConfig):
         raise TypeError(f"build_model: config must be a DenoiserConfig or dict, got {type(config).__name__}")
-    if config.kind == "stage1":
-        return Stage1Denoiser(config)
-    return MultiViewDenoiser(config)
+    klass = Stage1Denoiser if config.kind == "stage1" else MultiViewDenoiser
+    if seed is None:
+        return klass(config)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"build_model: seed must be an int >= 0 or None, got {seed!r}")
+    with torch.random.fork_rng(devices=[]):  # parameters are created on the CPU
+        torch.manual_seed(seed)
+        return klass(config)
 
 
 __all__ = [

@@ -334,7 +334,7 @@ def train_stage1(config: PipelineConfig) -> torch.nn.Module:
     out = config.run_dir / "stage1"
     tc = _train_config(config.stage1, out, device)
     ds = Stage1Dataset(data.keypoints, data.mask, data.conf, seed=config.data.seed)
-    model = build_model(_model_config(config, data.keypoints.shape[2], "stage1"))
+    model = build_model(_model_config(config, data.keypoints.shape[2], "stage1"), seed=config.stage1.seed)
     Trainer(model, Stage1Objective(CosineSchedule()), ds, tc).fit(resume=True)  # no-op when finished
     return load_model(out, device=device)
 
@@ -408,7 +408,9 @@ def train_stage4(config: PipelineConfig) -> torch.nn.Module:
     ds = MultiViewDataset(views[keep], syn["mask"][keep], syn["F"][keep], seed=config.data.seed)
     out = config.run_dir / "stage4"
     tc = _train_config(config.stage4, out, device)
-    model = build_model(_model_config(config, views.shape[3], "multiview", views.shape[1]))
+    model = build_model(
+        _model_config(config, views.shape[3], "multiview", views.shape[1]), seed=config.stage4.seed
+    )
     Trainer(model, Stage4Objective(CosineSchedule()), ds, tc).fit(resume=True)  # no-op when finished
     return load_model(out, device=device)
 

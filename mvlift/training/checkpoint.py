@@ -12,25 +12,42 @@ Tensor keys (safetensors):
     ``rng/<rank>/<name>``        RNG states of every rank (torch CPU, CUDA, the trainer's generator)
 
 JSON sidecar: ``format``, ``step``, ``model_config`` (``DenoiserConfig.to_dict()``), ``train_config``,
-the data-stream position, optimizer hyper-parameters (``param_groups``) and non-tensor state, timing.
+the data-stream position, optimizer hyper-parameters (``param_groups``) and non-tensor state, timing, and
+the tensors file's size and SHA-256 (``tensors_bytes``, ``tensors_sha256``), checked on every load: a
+truncated or damaged tensors file raises :class:`CheckpointError` naming it instead of loading wrong
+weights (a checkpoint written before the checksum existed loads with a warning).
 :func:`load_model` rebuilds the model from a checkpoint alone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from mvlift.atomic import atomic_write
+from mvlift.atomic import atomic_write_bytes, atomic_write_text
 
 FORMAT = "mvlift-train-checkpoint/1"
 _STEM = re.compile(r"^step_(\d+)$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded as written: a truncated or damaged file, a checksum mismatch, a
+    sidecar that is not an mvlift checkpoint's. The message names the file and what to do."""
+
+
+_WHAT_TO_DO = (
+    "delete this checkpoint's .json and .safetensors to resume from the previous checkpoint, or copy the "
+    "run folder again from a good source"
+)
 
 
 def checkpoint_stem(step: int) -> str:
@@ -121,9 +138,13 @@ def save_checkpoint(
     st_path = ckpt_dir / f"{stem}.safetensors"
     json_path = ckpt_dir / f"{stem}.json"
     sidecar["tensors_file"] = st_path.name
-    atomic_write(st_path, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
-    text = json.dumps(sidecar, indent=2, sort_keys=True) + "\n"
-    atomic_write(json_path, lambda p: Path(p).write_text(text))
+    # Serialised in memory: the checksum is taken of exactly the bytes written, and the file gets the
+    # permissions of every other output (safetensors' own writer creates files readable by the owner only).
+    data = save_safetensors(tensors, metadata={"format": FORMAT})
+    sidecar["tensors_bytes"] = len(data)
+    sidecar["tensors_sha256"] = hashlib.sha256(data).hexdigest()
+    atomic_write_bytes(st_path, data)
+    atomic_write_text(json_path, json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
     return json_path
 
 
@@ -184,11 +205,9 @@ def read_checkpoint(
         ``optim/...`` keys), ``sections["rng"]`` (list of per-rank dicts).
     """
     json_path = resolve_checkpoint(path)
-    meta = json.loads(json_path.read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{json_path}: not an mvlift training checkpoint (format {meta.get('format')!r})")
-    st_path = json_path.with_name(meta.get("tensors_file", json_path.stem + ".safetensors"))
-    flat = load_file(str(st_path), device=str(device))
+    meta = _read_sidecar(json_path)
+    st_path = json_path.with_name(str(meta.get("tensors_file", json_path.stem + ".safetensors")))
+    flat = {k: v.to(device) for k, v in _read_tensors(st_path, meta, json_path).items()}
     sections: dict[str, Any] = {"model": {}, "ema": {}, "optim": {}, "rng": []}
     rng: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in flat.items():
@@ -205,6 +224,50 @@ def read_checkpoint(
     sections["rng"] = [rng[r] for r in sorted(rng)]
     meta["_path"] = str(json_path)
     return meta, sections
+
+
+def _read_sidecar(json_path: Path) -> dict[str, Any]:
+    """The JSON sidecar, checked to be an mvlift checkpoint's."""
+    try:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {json_path} is damaged (not valid JSON: {exc}); {_WHAT_TO_DO}"
+        ) from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{json_path}: not an mvlift training checkpoint (format {found!r})")
+    return meta
+
+
+def _read_tensors(st_path: Path, meta: dict[str, Any], json_path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of ``st_path`` (CPU), after checking its size and SHA-256 against the sidecar's."""
+    try:
+        data = st_path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"checkpoint {json_path}: its tensors file {st_path} is missing; {_WHAT_TO_DO}"
+        ) from None
+    size, digest = meta.get("tensors_bytes"), meta.get("tensors_sha256")
+    if digest is None:
+        warnings.warn(
+            f"checkpoint {st_path} was written without a checksum (by an older mvlift): loaded unverified",
+            stacklevel=3,
+        )
+    elif len(data) != size:
+        raise CheckpointError(
+            f"checkpoint {st_path} is truncated or damaged: {len(data)} bytes, {size} were written; "
+            f"{_WHAT_TO_DO}"
+        )
+    elif hashlib.sha256(data).hexdigest() != digest:
+        raise CheckpointError(
+            f"checkpoint {st_path} is damaged: its SHA-256 differs from the one recorded in {json_path.name} "
+            f"when it was written; {_WHAT_TO_DO}"
+        )
+    try:
+        return load_safetensors(data)
+    except Exception as exc:  # safetensors raises its own SafetensorError (and others) on bad bytes
+        raise CheckpointError(f"checkpoint {st_path} cannot be read ({exc}); {_WHAT_TO_DO}") from None
 
 
 def load_model(path: str | Path, *, weights: str = "ema", device: str | torch.device = "cpu") -> nn.Module:
@@ -228,6 +291,16 @@ def load_model(path: str | Path, *, weights: str = "ema", device: str | torch.de
     state = sections[weights]
     if not state:
         raise ValueError(f"load_model: checkpoint {meta['_path']} holds no {weights!r} weights")
-    model = build_model(DenoiserConfig.from_dict(meta["model_config"]))
-    model.load_state_dict(state, strict=True)
+    try:
+        model = build_model(DenoiserConfig.from_dict(meta["model_config"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint {meta['_path']}: bad model_config ({exc}); {_WHAT_TO_DO}"
+        ) from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"checkpoint {meta['_path']}: the weights do not fit its model_config ({exc}); {_WHAT_TO_DO}"
+        ) from None
     return model.to(device).eval()

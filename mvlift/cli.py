@@ -1,17 +1,4 @@
-"""The ``mvlift`` command line.
-
-::
-
-    mvlift demo                         all four stages at toy scale on built-in synthetic motion
-    mvlift run CONFIG.yaml              the whole pipeline from a config (same steps as the demo)
-    mvlift data prepare SRC OUT         mocap folder (or 'procedural') -> single-view 2D dataset
-    mvlift data show INPUT --out P.png  plot a clip (mocap file or 2D npz) from a chosen camera
-    mvlift stage1|stage2|stage3|stage4|eval CONFIG.yaml   one pipeline step (stage2 and stage3 run together)
-    mvlift lift INPUT --model RUN/stage4 --out DIR        one 2D sequence -> 3D joints + root trajectory
-    mvlift profile stage2               per-phase timing of the stage-2 loop, fused vs eager
-
-Every long step shows a progress bar; every step resumes where a killed run stopped.
-"""
+"""The ``mvlift`` command line (:func:`main`; ``mvlift --help`` prints :data:`DESCRIPTION`)."""
 
 from __future__ import annotations
 
@@ -20,6 +7,73 @@ import json
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import Any
+
+DESCRIPTION = """\
+MVLift: lift 2D motion to 3D with multi-view diffusion priors learned from single-view 2D.
+
+  mvlift demo                          all four stages at toy scale on built-in synthetic motion
+  mvlift run CONFIG.yaml               the whole pipeline from a config (same steps as the demo)
+  mvlift run CONFIG.yaml --check       check the config and print it resolved, then exit
+  mvlift data prepare SRC OUT          mocap folder (or 'procedural') -> single-view 2D dataset
+  mvlift data show INPUT --out P.png   plot a clip (mocap file or 2D npz) from a chosen camera
+  mvlift stage1|stage2|stage3|stage4|eval CONFIG.yaml   one pipeline step (stage2 and stage3 run together)
+  mvlift lift INPUT --model RUN/stage4 --out DIR        one 2D sequence -> 3D joints + root trajectory
+  mvlift profile stage2                per-phase timing of the stage-2 loop, fused vs eager
+
+Configs: start from mvlift/configs/demo.yaml. Every long step shows a progress bar; every step resumes
+where a killed run stopped. "mvlift COMMAND --help" describes a command's options.
+"""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's layout and appends every option's default (unless it has none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" not in text
+            and not (default is None or default is False or default == [] or default == argparse.SUPPRESS)
+            and (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _int_at_least(lo: int):  # noqa: ANN202 - an argparse type
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an int >= {lo}, got {text!r}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"expected an int >= {lo}, got {value}")
+        return value
+
+    parse.__name__ = f"int >= {lo}"
+    return parse
+
+
+def _number(lo: float, *, strict: bool = False, hi: float | None = None):  # noqa: ANN202 - an argparse type
+    bound = f"> {lo}" if strict else f">= {lo}"
+    if hi is not None:
+        bound = f"in [{lo}, {hi})"
+
+    def parse(text: str) -> float:
+        import math
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number {bound}, got {text!r}") from None
+        ok = math.isfinite(value) and (value > lo if strict else value >= lo) and (hi is None or value < hi)
+        if not ok:
+            raise argparse.ArgumentTypeError(f"expected a number {bound}, got {text}")
+        return value
+
+    parse.__name__ = f"number {bound}"
+    return parse
 
 
 def _config(args: argparse.Namespace):  # noqa: ANN202
@@ -45,11 +99,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import yaml
+
     from mvlift.stages.pipeline import format_metrics, run_pipeline
 
     cfg = _config(args)
-    result = run_pipeline(cfg)
-    print(format_metrics(result["metrics"]))
+    if args.check:
+        print(f"# {args.config}: valid; resolved with every default filled in", flush=True)
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        return 0
+    steps = tuple(s.strip() for s in args.steps.split(",") if s.strip()) if args.steps else None
+    result = run_pipeline(cfg, steps=steps)
+    if "metrics" in result:
+        print(format_metrics(result["metrics"]))
     return 0
 
 
@@ -89,6 +151,9 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
         eval_clips=args.eval_clips,
     )
     cfg = PipelineConfig(out_dir=args.out, data=data)
+    from mvlift._runtime import check_output_dir
+
+    check_output_dir(args.out, where="OUT")
     manifest = prepare_data(cfg)
     print(json.dumps({k: manifest[k] for k in manifest if k != "clips"}, indent=2, default=str)[:2000])
     print(f"written: {Path(args.out) / 'data' / 'train'} (2D only) and {Path(args.out) / 'data' / 'eval'}")
@@ -157,11 +222,12 @@ def cmd_lift(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     import torch
 
+    from mvlift._runtime import resolve_device
     from mvlift.models import DenoiserConfig
     from mvlift.stages.profile import format_profile, profile_stage2
     from mvlift.stages.stage2 import Stage2Config
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = str(resolve_device(args.device, where="--device"))
     mc = DenoiserConfig(
         num_joints=args.joints,
         d_model=args.d_model,
@@ -184,30 +250,49 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="mvlift", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = p.add_subparsers(dest="command", required=True)
+    fmt = _HelpFormatter
+    p = argparse.ArgumentParser(prog="mvlift", description=DESCRIPTION, formatter_class=fmt)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def common(sp: argparse.ArgumentParser, config: bool = True) -> None:
+    def parser(parent: Any, name: str, text: str) -> argparse.ArgumentParser:
+        return parent.add_parser(name, help=text, description=text, formatter_class=fmt)
+
+    def common(sp: argparse.ArgumentParser, config: bool = True, out: str | None = None) -> None:
         if config:
-            sp.add_argument("config", help="pipeline config YAML (see mvlift/configs/)")
-        sp.add_argument("--out", default=None, help="run folder (overrides the config's out_dir)")
-        sp.add_argument("--device", default=None, help="auto | cpu | cuda")
+            sp.add_argument("config", help="pipeline config YAML (start from mvlift/configs/demo.yaml)")
+        where = "the run folder" if out else "the run folder (default: the config's out_dir)"
+        sp.add_argument("--out", default=out, help=where)
+        sp.add_argument(
+            "--device",
+            default=None,
+            help="auto, cpu, cuda or cuda:N (default: the config's device)",
+        )
         sp.add_argument(
             "--set",
             action="append",
             default=[],
             metavar="KEY=VALUE",
-            help="override a config entry, e.g. --set stage1.max_steps=100 --set data.source=/data/asfamc",
+            help="override a config entry (repeatable), e.g. --set stage1.max_steps=100 "
+            "--set data.source=/data/asfamc",
         )
 
-    sp = sub.add_parser("demo", help="run all stages at toy scale on built-in synthetic motion")
-    common(sp, config=False)
-    sp.set_defaults(func=cmd_demo, out="runs/demo")
+    sp = parser(sub, "demo", "run all stages at toy scale on built-in synthetic motion")
+    common(sp, config=False, out="runs/demo")
+    sp.set_defaults(func=cmd_demo)
 
-    sp = sub.add_parser("run", help="run the whole pipeline from a config")
+    sp = parser(sub, "run", "run the whole pipeline from a config")
     common(sp)
+    sp.add_argument(
+        "--check",
+        action="store_true",
+        help="check the config (every setting's type and range) and print it resolved, then exit",
+    )
+    sp.add_argument(
+        "--steps",
+        default=None,
+        metavar="STEP,...",
+        help="run only these steps, in pipeline order: data, stage1, stage2_3, stage4, eval (default: all)",
+    )
     sp.set_defaults(func=cmd_run)
     for name, text in (
         ("stage1", "train the line-conditioned 2D model"),
@@ -216,25 +301,30 @@ def build_parser() -> argparse.ArgumentParser:
         ("stage4", "train the multi-view model on the synthetic data"),
         ("eval", "lift and score the held-out windows (paper protocol)"),
     ):
-        sp = sub.add_parser(name, help=text)
+        sp = parser(sub, name, text)
         common(sp)
         sp.set_defaults(func=_step(name))
 
-    data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
-    sp = data.add_parser("prepare", help="mocap folder (or 'procedural') -> single-view 2D dataset")
+    data_parser = parser(sub, "data", "prepare or plot datasets")
+    data = data_parser.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    sp = parser(data, "prepare", "mocap folder (or 'procedural') -> single-view 2D dataset")
     sp.add_argument("source", help="a folder of .amc/.bvh/.npz files, or 'procedural'")
     sp.add_argument("out", help="run folder; writes OUT/data/train and OUT/data/eval")
-    sp.add_argument("--skeleton", default="body14")
-    sp.add_argument("--window", type=int, default=120)
-    sp.add_argument("--min-length", type=int, default=60)
-    sp.add_argument("--noise-px", type=float, default=0.0)
-    sp.add_argument("--drop-prob", type=float, default=0.0)
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--max-frames", type=int, default=None, help="mocap: read at most this many frames")
-    sp.add_argument("--clips", type=int, default=64, help="procedural: training clips")
-    sp.add_argument("--eval-clips", type=int, default=8, help="procedural: evaluation clips")
+    sp.add_argument("--skeleton", default="body14", help="joint set of the 2D (body14, coco17, ...)")
+    sp.add_argument("--window", type=_int_at_least(2), default=120, help="frames per window")
+    sp.add_argument(
+        "--min-length", type=_int_at_least(1), default=60, help="windows with fewer real frames are dropped"
+    )
+    sp.add_argument("--noise-px", type=_number(0), default=0.0, help="2D noise (std, pixels)")
+    sp.add_argument("--drop-prob", type=_number(0, hi=1), default=0.0, help="joint drop probability")
+    sp.add_argument("--seed", type=_int_at_least(0), default=0, help="seeds clips, cameras and noise")
+    sp.add_argument(
+        "--max-frames", type=_int_at_least(1), default=None, help="mocap: read at most this many frames"
+    )
+    sp.add_argument("--clips", type=_int_at_least(1), default=64, help="procedural: training clips")
+    sp.add_argument("--eval-clips", type=_int_at_least(1), default=8, help="procedural: evaluation clips")
     sp.set_defaults(func=cmd_data_prepare)
-    sp = data.add_parser("show", help="plot a clip's skeleton from a chosen camera to PNG")
+    sp = parser(data, "show", "plot a clip's skeleton from a chosen camera to PNG")
     sp.add_argument("input", help="a mocap file (.amc/.bvh/.npz motion) or a 2D sequence .npz")
     sp.add_argument("--out", required=True, help="PNG path")
     sp.add_argument("--azimuth", type=float, default=0.0, help="camera azimuth, degrees")
@@ -247,40 +337,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.set_defaults(func=cmd_data_show)
 
-    sp = sub.add_parser("lift", help="one 2D sequence -> 3D joints + root trajectory (+ pictures)")
+    sp = parser(sub, "lift", "one 2D sequence -> 3D joints + root trajectory (+ pictures)")
     sp.add_argument("input", help="2D sequence: our .npz, COCO keypoint JSON or AIST++ keypoints2d pickle")
-    sp.add_argument("--model", required=True, help="stage-4 run folder or checkpoint")
-    sp.add_argument("--out", required=True, help="output folder")
-    sp.add_argument("--steps", type=int, default=50, help="DDIM steps")
-    sp.add_argument("--device", default="auto")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument(
+        "--model", required=True, help="the stage-4 (multi-view) model: RUN/stage4, or one of its checkpoints"
+    )
+    sp.add_argument("--out", required=True, help="output folder (created; checked before any work)")
+    sp.add_argument("--steps", type=_int_at_least(1), default=50, help="DDIM steps")
+    sp.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    sp.add_argument("--seed", type=_int_at_least(0), default=0, help="sampling seed")
     sp.add_argument(
         "--smpl-model", default=None, help="SMPL .pkl: also fit SMPL under VPoser (needs mvlift[smpl])"
     )
     sp.add_argument("--vposer-weights", default=None, help="VPoser v1 folder (vposer_v1_0) or .pt state dict")
-    sp.add_argument("--smpl-steps", type=int, default=1000, help="Adam steps of the SMPL fit")
+    sp.add_argument("--smpl-steps", type=_int_at_least(1), default=1000, help="Adam steps of the SMPL fit")
     sp.set_defaults(func=cmd_lift)
 
-    prof = sub.add_parser("profile", help="profilers").add_subparsers(dest="profile_command", required=True)
-    sp = prof.add_parser("stage2", help="per-phase stage-2 timing, fused kernels vs eager references")
-    sp.add_argument("--batch", type=int, default=64)
-    sp.add_argument("--frames", type=int, default=120)
-    sp.add_argument("--joints", type=int, default=18)
-    sp.add_argument("--d-model", type=int, default=512)
-    sp.add_argument("--layers", type=int, default=4)
-    sp.add_argument("--heads", type=int, default=4)
-    sp.add_argument("--pairs", default="all", choices=("all", "ring"))
-    sp.add_argument("--iters", type=int, default=20)
-    sp.add_argument("--device", default=None)
+    prof_parser = parser(sub, "profile", "profilers")
+    prof = prof_parser.add_subparsers(dest="profile_command", required=True, metavar="COMMAND")
+    sp = parser(prof, "stage2", "per-phase stage-2 timing, fused kernels vs eager references")
+    sp.add_argument("--batch", type=_int_at_least(1), default=64, help="sequences optimised together")
+    sp.add_argument("--frames", type=_int_at_least(2), default=120, help="frames per sequence")
+    sp.add_argument("--joints", type=_int_at_least(1), default=18, help="joints per frame")
+    sp.add_argument("--d-model", type=_int_at_least(1), default=512, help="the stage-1 model's width")
+    sp.add_argument("--layers", type=_int_at_least(1), default=4, help="the stage-1 model's layers")
+    sp.add_argument("--heads", type=_int_at_least(1), default=4, help="the stage-1 model's attention heads")
+    sp.add_argument("--pairs", default="all", choices=("all", "ring"), help="epipolar view pairs")
+    sp.add_argument("--iters", type=_int_at_least(1), default=20, help="timed stage-2 iterations")
+    sp.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     sp.set_defaults(func=cmd_profile)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``mvlift ARGV``; returns the exit status (2 with a one-line message for a usage or input error)."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # FileNotFoundError, PermissionError, config/checkpoint errors
         print(f"mvlift {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -56,7 +56,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mvlift._fields import checked_fields
+from mvlift._fields import check_fields, checked_fields
 from mvlift.baselines.single_view import (
     SingleViewFitConfig,
     _check_observations,
@@ -134,6 +134,7 @@ class SingleViewSMPLConfig:
                 f"SingleViewSMPLConfig.image_size must be (W, H) positive ints, got {self.image_size!r}"
             )
         self.image_size = size  # type: ignore[assignment]
+        check_fields(self)  # the annotation of every field (one added later included)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for YAML/JSON (the image size as a list)."""

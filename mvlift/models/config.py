@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from mvlift._fields import checked_fields
+from mvlift._fields import ConfigError, at_least, check_fields, checked_fields, in_range, one_of
 from mvlift.models.attention import CROSS_VIEW_BACKENDS
 
 KINDS = ("stage1", "multiview")
@@ -78,51 +78,36 @@ class DenoiserConfig:
         return self.cross_view_backend if self.cross_view_backend is not None else self.attention_backend
 
     def validate(self) -> None:
-        """Raise ValueError/TypeError naming the first invalid field."""
-        for name in (
-            "num_joints",
-            "d_model",
-            "num_layers",
-            "num_heads",
-            "ffn_dim",
-            "max_frames",
-            "num_views",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"DenoiserConfig.{name} must be an int, got {type(value).__name__} {value!r}")
-            if value < 1:
-                raise ValueError(f"DenoiserConfig.{name} must be >= 1, got {value}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
-            raise TypeError(f"DenoiserConfig.dropout must be a float, got {type(self.dropout).__name__}")
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"DenoiserConfig.dropout must be in [0, 1), got {self.dropout}")
-        if self.kind not in KINDS:
-            raise ValueError(f"DenoiserConfig.kind must be one of {KINDS}, got {self.kind!r}")
-        if self.attention_backend not in ATTENTION_BACKENDS:
-            raise ValueError(
-                f"DenoiserConfig.attention_backend must be one of {ATTENTION_BACKENDS}, "
-                f"got {self.attention_backend!r}"
+        """Raise :class:`mvlift._fields.ConfigError` (a ValueError and a TypeError) naming the first invalid
+        field."""
+        one = at_least(1)
+        rules = {
+            "num_joints": one,
+            "d_model": one,
+            "num_layers": one,
+            "num_heads": one,
+            "ffn_dim": one,
+            "dropout": in_range(0.0, 1.0, hi_open=True),
+            "max_frames": one,
+            "kind": one_of(*KINDS),
+            "num_views": one,
+            "attention_backend": one_of(*ATTENTION_BACKENDS),
+            "head_dim": one,
+            "cross_view_backend": one_of(*CROSS_VIEW_BACKENDS),
+        }
+        check_fields(self, rules)
+        if self.head_dim is None and self.d_model % self.num_heads != 0:
+            raise ConfigError(
+                "DenoiserConfig",
+                "d_model",
+                f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads}) when head_dim "
+                "is None",
             )
-        if self.cross_view_backend is not None and self.cross_view_backend not in CROSS_VIEW_BACKENDS:
-            raise ValueError(
-                f"DenoiserConfig.cross_view_backend must be None or one of {CROSS_VIEW_BACKENDS}, "
-                f"got {self.cross_view_backend!r}"
-            )
-        if self.head_dim is None:
-            if self.d_model % self.num_heads != 0:
-                raise ValueError(
-                    f"DenoiserConfig.d_model ({self.d_model}) must be divisible by num_heads "
-                    f"({self.num_heads}) when head_dim is None"
-                )
-        else:
-            if isinstance(self.head_dim, bool) or not isinstance(self.head_dim, int):
-                raise TypeError(f"DenoiserConfig.head_dim must be an int or None, got {self.head_dim!r}")
-            if self.head_dim < 1:
-                raise ValueError(f"DenoiserConfig.head_dim must be >= 1, got {self.head_dim}")
         if self.kind == "multiview" and self.num_views < 2:
-            raise ValueError(
-                f"DenoiserConfig.num_views must be >= 2 for kind='multiview', got {self.num_views}"
+            raise ConfigError(
+                "DenoiserConfig",
+                "num_views",
+                f"expected an int >= 2 for kind='multiview', got {self.num_views}",
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mvlift._fields import at_least, check_fields, greater_than, one_of
 from mvlift.geometry import Cameras
 from mvlift.schedulers import DDIMScheduler, DDPMScheduler, sample
 from mvlift.stages.stage2 import ring_from_config
@@ -56,15 +57,21 @@ class LiftConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.sampler not in ("ddim", "ddpm"):
-            raise ValueError(f"LiftConfig.sampler must be 'ddim' or 'ddpm', got {self.sampler!r}")
-        if not (
-            isinstance(self.input_view_weight, (int, float)) and 0 < self.input_view_weight < float("inf")
-        ):
-            raise ValueError(
-                f"LiftConfig.input_view_weight must be a finite number > 0, got {self.input_view_weight!r}"
-            )
-        self.image_size = tuple(self.image_size)  # type: ignore[assignment]
+        zero, positive = at_least(0), greater_than(0)
+        rules = {
+            "num_views": at_least(2),
+            "radius": positive,
+            "focal": positive,
+            "image_size": positive,
+            "sampler": one_of("ddim", "ddpm"),
+            "steps": at_least(1),
+            "eta": zero,
+            "refine_iters": zero,
+            "input_view_weight": positive,
+            "smooth_steps": zero,
+            "seed": zero,
+        }
+        check_fields(self, rules)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

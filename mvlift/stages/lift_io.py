@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mvlift._runtime import check_output_dir, resolve_device
 from mvlift.atomic import atomic_savez
 from mvlift.data.motion import Sequence2D
 from mvlift.data.normalize import normalize_2d
@@ -101,9 +102,7 @@ def lift_file(
     ``vposer_v1_0`` folder or a ``.pt``; None uses a
     randomly initialised VPoser, which is no pose prior (a warning says so).
     """
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    )
+    dev = resolve_device(device, where="--device")
     skel = get_skeleton(skeleton)
     body = None
     if smpl_model is None and vposer_weights is not None:
@@ -130,6 +129,11 @@ def lift_file(
     if x.shape[0] < 2:
         raise ValueError(f"{input_path}: fewer than 2 frames left after the in-canvas cut")
     model = load_model(model_path, device=dev)
+    if model.config.kind != "multiview":
+        raise ValueError(
+            f"--model {model_path}: this is a {model.config.kind!r} (single-view) model; lifting needs the "
+            "stage-4 multi-view model, e.g. RUN/stage4 (the stage-1 model only drives stage 2)"
+        )
     if model.config.num_joints != skel.num_joints:
         raise ValueError(
             f"the model was trained on {model.config.num_joints} joints, the input gives {skel.num_joints} "
@@ -143,6 +147,7 @@ def lift_file(
             stacklevel=2,
         )
     x_in = x[:T].to(dev, torch.float32)[None]
+    check_output_dir(out_dir, where="--out")  # once the inputs are known good, before the work
     result = lift(
         model, x_in, LiftConfig(steps=steps, seed=seed, num_views=model.config.num_views), root=skel.root
     )

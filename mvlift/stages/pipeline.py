@@ -28,7 +28,16 @@ import numpy as np
 import torch
 import yaml
 
-from mvlift._fields import checked_fields
+from mvlift._fields import (
+    ConfigError,
+    at_least,
+    check_device_name,
+    check_fields,
+    checked_fields,
+    greater_than,
+    in_range,
+)
+from mvlift._runtime import check_output_dir, resolve_device
 from mvlift.atomic import atomic_write_json, atomic_write_text
 from mvlift.baselines.single_view_smpl import SingleViewSMPLConfig
 from mvlift.models import DenoiserConfig, build_model
@@ -82,6 +91,40 @@ class DataConfig:
     drop_prob: float = 0.0
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        one = at_least(1)
+        rules = {
+            "train_clips": one,
+            "eval_clips": one,
+            "clip_frames": at_least(2),
+            "eval_every": at_least(2),
+            "max_frames": one,
+            "window": at_least(2),
+            "min_length": one,
+            "fps": greater_than(0),
+            "noise_px": at_least(0),
+            "drop_prob": in_range(0.0, 1.0, hi_open=True),
+            "seed": at_least(0),
+        }
+        check_fields(self, rules)
+        try:
+            _skeleton(self.skeleton)
+        except ValueError as exc:
+            raise ConfigError("DataConfig", "skeleton", str(exc)) from None
+        if self.min_length > self.window:
+            raise ConfigError(
+                "DataConfig",
+                "min_length",
+                f"expected an int <= window ({self.window}), got {self.min_length}",
+            )
+        if self.source == "procedural" and self.clip_frames < self.min_length:
+            raise ConfigError(
+                "DataConfig",
+                "clip_frames",
+                f"procedural clips of {self.clip_frames} frames give no window of min_length "
+                f"({self.min_length}) frames: expected an int >= {self.min_length}",
+            )
+
 
 @dataclass
 class VPoserBaselineConfig:
@@ -108,11 +151,7 @@ class VPoserBaselineConfig:
     fit: SingleViewSMPLConfig = field(default_factory=SingleViewSMPLConfig)
 
     def __post_init__(self) -> None:
-        if isinstance(self.fit, dict):
-            self.fit = SingleViewSMPLConfig.from_dict(self.fit)
-        if not isinstance(self.fit, SingleViewSMPLConfig):
-            got = type(self.fit).__name__
-            raise TypeError(f"single_view_vposer.fit must be a SingleViewSMPLConfig or a mapping, got {got}")
+        check_fields(self, {"seed": at_least(0)})  # ``fit`` may be a mapping of its fields
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -156,20 +195,59 @@ class PipelineConfig:
     baselines: bool = True
     single_view_vposer: VPoserBaselineConfig = field(default_factory=VPoserBaselineConfig)
 
+    def __post_init__(self) -> None:
+        check_fields(self, {"stage2_batch": at_least(1)})
+        if check_device_name(self.device) is not None:
+            raise ConfigError(
+                "PipelineConfig", "device", f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
+            )
+        self._check_model_section()
+        if self.model.get("max_frames", 512) < self.data.window:
+            raise ConfigError(
+                "PipelineConfig",
+                "model.max_frames",
+                f"expected an int >= data.window ({self.data.window}), the frames of every window the models "
+                f"see, got {self.model.get('max_frames', 512)}",
+            )
+        if self.lift.num_views != self.stage3.out_views:
+            raise ConfigError(
+                "PipelineConfig",
+                "lift.num_views",
+                f"expected stage3.out_views ({self.stage3.out_views}), the views the stage-4 model is "
+                f"trained on, got {self.lift.num_views}",
+            )
+
+    def _check_model_section(self) -> None:
+        """``model`` holds :class:`DenoiserConfig` fields other than those the pipeline sets, valid ones."""
+        set_here = sorted(set(self.model) & {"num_joints", "kind", "num_views"})
+        if set_here:
+            raise ConfigError(
+                "PipelineConfig",
+                f"model.{set_here[0]}",
+                "is set by the pipeline (num_joints from data.skeleton, kind by the stage, num_views from "
+                "stage3.out_views): remove it",
+            )
+        try:
+            DenoiserConfig(num_joints=1, kind="stage1", **checked_fields(DenoiserConfig, self.model, "keys"))
+        except ConfigError as exc:
+            raise exc.within("PipelineConfig", "model") from None
+
     @property
     def run_dir(self) -> Path:
         return Path(self.out_dir)
 
     def resolved_device(self) -> torch.device:
-        """The device of this process (under torchrun: ``cuda:LOCAL_RANK``)."""
+        """The device of this process (under torchrun: ``cuda:LOCAL_RANK``).
+
+        Raises:
+            ValueError: the configured device does not exist here (``device: cuda`` without CUDA).
+        """
         import os
 
-        name = self.device
-        if name == "auto":
-            name = "cuda" if torch.cuda.is_available() else "cpu"
-        if name == "cuda" and "LOCAL_RANK" in os.environ:
-            name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
-        return torch.device(name)
+        device = resolve_device(self.device, where="device")
+        if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+            device = resolve_device(f"cuda:{int(os.environ['LOCAL_RANK'])}", where="device (LOCAL_RANK)")
+        return device
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -189,28 +267,21 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PipelineConfig:
-        d = checked_fields(cls, d, "pipeline config keys")
-        kw: dict[str, Any] = {
-            k: v for k, v in d.items() if k in ("out_dir", "device", "model", "stage2_batch", "baselines")
-        }
-        sub = {
-            "data": DataConfig,
-            "stage2": Stage2Config,
-            "stage3": Stage3Config,
-            "lift": LiftConfig,
-            "single_view_vposer": VPoserBaselineConfig,
-        }
-        for name, klass in sub.items():
-            if name in d:
-                kw[name] = _dataclass_from(klass, d[name], name)
-        for name in ("stage1", "stage4"):
-            if name in d:
-                kw[name] = TrainConfig.from_dict(dict(d[name]))
-        return cls(**kw)
+        """The config a (YAML-like) mapping describes; sections may be mappings of their fields.
+
+        Raises:
+            mvlift._fields.ConfigError: (a ValueError) naming the first bad setting by its path in the
+                mapping, e.g. ``"stage2.steps: expected an int >= 1, got -10"``.
+        """
+        try:
+            return cls(**checked_fields(cls, d, "pipeline config keys"))
+        except ConfigError as exc:
+            raise exc.within("") from None
 
 
-def _dataclass_from(klass: type, values: dict[str, Any], where: str) -> Any:
-    return klass(**checked_fields(klass, values, f"keys in '{where}'"))
+# Sections a config file must hold: without them a run would silently get the paper's data source and
+# training lengths (a 600,000-step stage 1).
+REQUIRED = {"data": (), "stage1": ("max_steps",), "stage4": ("max_steps",)}
 
 
 def load_pipeline_config(
@@ -224,10 +295,21 @@ def load_pipeline_config(
             (e.g. ``"stage1.max_steps=100"``, ``"data.source=/data/cmu/asfamc"``).
         overrides: top-level keys to replace when not None (e.g. ``out_dir``, ``device``).
     """
-    text = Path(path).read_text()
-    data = yaml.safe_load(text) or {}
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path} (start from {_DEMO_CONFIG})")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text (UTF-8) file") from None
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a pipeline config must be a mapping, got {type(data).__name__}")
+        raise ValueError(
+            f"{path}: a pipeline config must be a mapping of sections, got {type(data).__name__}"
+        )
     for item in settings:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -238,9 +320,33 @@ def load_pipeline_config(
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"setting {item!r}: {part!r} is not a section")
-        node[leaf] = yaml.safe_load(value)
+        try:
+            node[leaf] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"setting {item!r}: the value is not valid YAML: {exc}") from None
     data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        checked_fields(PipelineConfig, data, "pipeline config keys")  # a misspelt section first
+    except ConfigError as exc:
+        raise exc.within("") from None
+    missing = [f"'{name}'" for name in REQUIRED if name not in data]
+    missing += [
+        f"'{name}.{key}'"
+        for name, keys in REQUIRED.items()
+        if isinstance(data.get(name), dict)
+        for key in keys
+        if key not in data[name]
+    ]
+    if missing:
+        raise ValueError(
+            f"{path}: missing {', '.join(missing)}: a config must say where the data comes from and how long "
+            f"each model trains (the defaults are the paper's: a 600,000-step stage 1); start from "
+            f"{_DEMO_CONFIG} and edit it"
+        )
     return PipelineConfig.from_dict(data)
+
+
+_DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"  # what `mvlift demo` runs
 
 
 # ------------------------------------------------------------------------------------------------ steps
@@ -329,7 +435,7 @@ def train_stage1(config: PipelineConfig) -> torch.nn.Module:
     """Step 2: train the stage-1 model on ``data/train`` (resumes); returns the EMA model."""
     from mvlift.data.singleview import load_singleview_dataset
 
-    data = load_singleview_dataset(config.run_dir / "data" / "train")
+    data = load_singleview_dataset(_needed(config, "data/train", "stage1"))
     device = config.resolved_device()
     out = config.run_dir / "stage1"
     tc = _train_config(config.stage1, out, device)
@@ -347,10 +453,11 @@ def run_stage2_3(config: PipelineConfig, stage1_model: torch.nn.Module | None = 
     """
     from mvlift.data.singleview import load_singleview_dataset
 
-    data = load_singleview_dataset(config.run_dir / "data" / "train")
+    data = load_singleview_dataset(_needed(config, "data/train", "stage2_3"))
     device = config.resolved_device()
-    model = stage1_model if stage1_model is not None else load_model(config.run_dir / "stage1", device=device)
-    model = model.to(device).eval()
+    if stage1_model is None:
+        stage1_model = load_model(_needed(config, "stage1", "stage2_3"), device=device)
+    model = stage1_model.to(device).eval()
     skel = _skeleton(config.data.skeleton)
     n = len(data)
     bs = config.stage2_batch
@@ -386,6 +493,44 @@ def run_stage2_3(config: PipelineConfig, stage1_model: torch.nn.Module | None = 
     return out
 
 
+# What each step reads from the run folder: (folder, what it holds, the step that writes it).
+_INPUTS = {
+    "data/train": ("data/train", "single-view training windows (manifest.json)", "data"),
+    "data/eval": ("data/eval", "evaluation windows (manifest.json)", "data"),
+    "stage1": ("stage1", "stage-1 checkpoint", "stage1"),
+    "synthetic": ("synthetic", "synthetic multi-view data (manifest.json)", "stage2_3"),
+    "stage4": ("stage4", "stage-4 checkpoint", "stage4"),
+}
+_STEP_COMMANDS = {
+    "data": "mvlift run CONFIG --steps data",
+    "stage1": "mvlift stage1 CONFIG",
+    "stage2_3": "mvlift stage2 CONFIG",
+    "stage4": "mvlift stage4 CONFIG",
+}
+
+
+def _needed(config: PipelineConfig, name: str, step: str) -> Path:
+    """The run folder's ``name`` input (:data:`_INPUTS`) of ``step``.
+
+    Raises:
+        FileNotFoundError: it is not there, naming the step that writes it and the command that runs it.
+    """
+    from mvlift.training.checkpoint import list_checkpoints
+
+    rel, what, producer = _INPUTS[name]
+    path = config.run_dir / rel
+    if what.endswith("checkpoint"):
+        found = bool(list_checkpoints(path / "checkpoints"))
+    else:
+        found = (path / "manifest.json").is_file() or any(path.glob("manifest.rank*.json"))
+    if not found:
+        raise FileNotFoundError(
+            f"step {step!r} needs the {what} in {path}, which the {producer!r} step writes: run "
+            f"`{_STEP_COMMANDS[producer]}` first (`mvlift run CONFIG` runs every step in order)"
+        )
+    return path
+
+
 def _rank_and_world() -> tuple[int, int]:
     """This process's rank and the process count under ``torchrun`` (RANK / WORLD_SIZE), else (0, 1).
 
@@ -399,7 +544,7 @@ def _rank_and_world() -> tuple[int, int]:
 def train_stage4(config: PipelineConfig) -> torch.nn.Module:
     """Step 4: train the multi-view model on the synthetic data (resumes); returns the EMA model."""
     device = config.resolved_device()
-    merge_manifests(config.run_dir / "synthetic")  # joins per-rank manifests of a torchrun stage-3 job
+    merge_manifests(_needed(config, "synthetic", "stage4"))  # joins the per-rank manifests of torchrun
     syn = load_shards(config.run_dir / "synthetic", keys=("views", "F", "mask"))
     views = syn["views"]
     keep = torch.isfinite(views).flatten(1).all(dim=1)
@@ -454,7 +599,7 @@ def evaluate(
     from mvlift.metrics import MetricTable, evaluate_sequence
 
     device = config.resolved_device()
-    data = load_singleview_dataset(config.run_dir / "data" / "eval")
+    data = load_singleview_dataset(_needed(config, "data/eval", "eval"))
     gt = load_singleview_eval(config.run_dir / "data" / "eval")
     skel = _skeleton(config.data.skeleton)
     body_models = _vposer_baseline_models(config, skel, device) if config.baselines else None
@@ -462,15 +607,17 @@ def evaluate(
     mask = torch.as_tensor(data.mask, device=device)
     preds: dict[str, torch.Tensor] = {}
     timings: dict[str, float] = {}
-    m4 = stage4_model if stage4_model is not None else load_model(config.run_dir / "stage4", device=device)
+    if stage4_model is None:
+        stage4_model = load_model(_needed(config, "stage4", "eval"), device=device)
+    m4 = stage4_model
     t0 = time.perf_counter()
     res = lift(m4.to(device), x, config.lift, mask=mask, root=skel.root, parents=skel.parents)
     preds["mvlift"] = res.joints3d
     timings["mvlift"] = time.perf_counter() - t0
     if config.baselines:
-        m1 = (
-            stage1_model if stage1_model is not None else load_model(config.run_dir / "stage1", device=device)
-        )
+        if stage1_model is None:
+            stage1_model = load_model(_needed(config, "stage1", "eval"), device=device)
+        m1 = stage1_model
         t0 = time.perf_counter()
         s1 = sample_views_stage1_only(m1.to(device), x, config.stage2, mask=mask, steps=config.lift.steps)
         X1, _ = triangulate_views(s1.views.double(), s1.cameras, refine_iters=config.stage3.refine_iters)
@@ -584,7 +731,8 @@ def run_pipeline(config: PipelineConfig, *, steps: tuple[str, ...] | None = None
     bad = [s for s in steps if s not in all_steps]
     if bad:
         raise ValueError(f"unknown steps {bad}; known: {all_steps}")
-    config.run_dir.mkdir(parents=True, exist_ok=True)
+    config.resolved_device()  # a missing device (cuda without CUDA) fails here, before any work
+    check_output_dir(config.run_dir, where="out_dir")
     atomic_write_json(config.run_dir / "config.json", config.to_dict())
     out: dict[str, Any] = {}
     m1 = m4 = None

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mvlift._fields import at_least, check_fields, greater_than, in_range, one_of
 from mvlift.geometry import Cameras, all_pairs, epipolar_line_conditions, fundamental_matrices, ring_cameras
 from mvlift.geometry.epipolar import ring_pairs
 
@@ -92,6 +93,7 @@ class Stage2Config:
     log_every: int = 50
 
     def __post_init__(self) -> None:
+        check_fields(self, _STAGE2_RULES)  # every field by its annotation, ranges from _STAGE2_RULES
         if self.num_views < 2:
             raise ValueError(f"num_views must be >= 2, got {self.num_views}")
         for name in ("pairs", "sds_space", "init", "backend"):
@@ -109,6 +111,24 @@ class Stage2Config:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_STAGE2_RULES = {
+    "num_views": at_least(2),
+    "radius": greater_than(0),
+    "focal": greater_than(0),
+    "image_size": greater_than(0),
+    "steps": at_least(1),
+    "lr": greater_than(0),
+    "sds_weight": at_least(0),
+    "epipolar_weight": at_least(0),
+    "line_weight": at_least(0),
+    "distance": one_of("symmetric", "sampson"),
+    "t_min": in_range(0, 999),  # the steps of the 1000-step schedule the stage-1 model is trained with
+    "t_max": in_range(0, 999),
+    "seed": at_least(0),
+    "log_every": at_least(1),
+}
 
 
 @dataclass

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mvlift._fields import at_least, check_fields, greater_than
 from mvlift.geometry import Cameras, fundamental_matrices, ring_cameras
 
 
@@ -64,9 +65,22 @@ class Stage3Config:
     smpl_lr: float = 1e-2
 
     def __post_init__(self) -> None:
-        self.image_size = tuple(self.image_size)  # type: ignore[assignment]
-        if self.out_views < 2:
-            raise ValueError(f"Stage3Config.out_views must be >= 2, got {self.out_views}")
+        zero, positive = at_least(0), greater_than(0)
+        rules = {
+            "refine_iters": zero,
+            "fit_steps": zero,
+            "fit_lr": positive,
+            "bone_weight": zero,
+            "smooth_weight": zero,
+            "out_views": at_least(2),
+            "out_radius": positive,
+            "focal": positive,
+            "image_size": positive,
+            "seed": zero,
+            "smpl_steps": at_least(1),
+            "smpl_lr": positive,
+        }
+        check_fields(self, rules)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

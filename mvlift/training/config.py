@@ -10,7 +10,15 @@ from typing import Any
 
 import torch
 
-from mvlift._fields import checked_fields
+from mvlift._fields import (
+    ConfigError,
+    at_least,
+    check_device_name,
+    check_fields,
+    checked_fields,
+    greater_than,
+    in_range,
+)
 
 
 @dataclass
@@ -70,53 +78,50 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
-        self.out_dir = str(self.out_dir)
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError naming the first field outside its valid range."""
-        positive_ints = (
-            "batch_size",
-            "grad_accum",
-            "max_steps",
-            "ema_every",
-            "log_every",
-            "keep_checkpoints",
-        )
-        for name in positive_ints:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"TrainConfig.{name} must be an int >= 1, got {value!r}")
-        for name in ("warmup_steps", "ema_start", "num_workers", "seed"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"TrainConfig.{name} must be an int >= 0, got {value!r}")
-        if not isinstance(self.ckpt_every, int) or isinstance(self.ckpt_every, bool):
-            raise ValueError(f"TrainConfig.ckpt_every must be an int, got {self.ckpt_every!r}")
-        if not (self.lr > 0):
-            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
-        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"TrainConfig.betas must be two floats in [0, 1), got {self.betas!r}")
-        if not (self.eps > 0):
-            raise ValueError(f"TrainConfig.eps must be > 0, got {self.eps!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
-        if not (0.0 <= self.ema_decay < 1.0):
-            raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay!r}")
-        if self.device != "auto":
-            try:
-                torch.device(self.device)
-            except (RuntimeError, TypeError) as exc:
-                raise ValueError(
-                    f"TrainConfig.device must be 'auto' or a torch device, got {self.device!r}"
-                ) from exc
+        """Check every field's type and range (stores ``betas`` as a tuple, ints given for floats as floats).
+
+        Raises:
+            mvlift._fields.ConfigError: (a ValueError) naming the first invalid field, e.g.
+                ``"TrainConfig.max_steps: expected an int >= 1, got 0"``.
+        """
+        one, zero = at_least(1), at_least(0)
+        rules = {
+            "lr": greater_than(0),
+            "betas": in_range(0.0, 1.0, hi_open=True),
+            "eps": greater_than(0),
+            "weight_decay": at_least(0),
+            "warmup_steps": zero,
+            "batch_size": one,
+            "grad_accum": one,
+            "max_steps": one,
+            "ema_decay": in_range(0.0, 1.0, hi_open=True),
+            "ema_every": one,
+            "ema_start": zero,
+            "seed": zero,
+            "log_every": one,
+            "keep_checkpoints": one,
+            "num_workers": zero,
+        }
+        check_fields(self, rules)
+        if check_device_name(self.device) is not None:
+            raise ConfigError(
+                "TrainConfig",
+                "device",
+                f"expected 'auto' or a torch device (cpu, cuda, cuda:N), got {self.device!r}",
+            )
 
     def resolved_device(self) -> torch.device:
-        """The torch device this config selects (``"auto"``: CUDA when available, else CPU)."""
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        """The torch device this config selects (``"auto"``: CUDA when available, else CPU).
+
+        Raises:
+            ValueError: the device does not exist on this machine (e.g. ``cuda`` without CUDA).
+        """
+        from mvlift._runtime import resolve_device
+
+        return resolve_device(self.device, where="TrainConfig.device")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of all fields (``betas`` as a list)."""
@@ -127,10 +132,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`. Unknown keys raise ValueError naming them."""
-        d = checked_fields(cls, d, "TrainConfig fields")
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
-        return cls(**d)
+        return cls(**checked_fields(cls, d, "TrainConfig fields"))
 
     def to_json(self, path: str | Path | None = None) -> str:
         """The config as a JSON string; also written to ``path`` when given."""

@@ -185,5 +185,5 @@ def test_input_view_weight_pulls_the_joints_onto_the_observed_rays(stage4_run, c
         err = (uv[..., :2] / uv[..., 2:] - x.double()).norm(dim=-1)
         errors.append(err[res.valid].mean().item())
     assert errors[1] < 0.2 * errors[0], errors
-    with pytest.raises(ValueError, match="input_view_weight must be a finite number > 0"):
+    with pytest.raises(ValueError, match="input_view_weight: expected a number > 0"):
         LiftConfig(input_view_weight=0.0)

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from mvlift._fields import ConfigError, at_least, check_fields, checked_fields, in_range, one_of
+from mvlift._fields import ConfigError, at_least, check_fields, checked_fields, greater_than, in_range, one_of
 from mvlift.models.attention import CROSS_VIEW_BACKENDS
 
 KINDS = ("stage1", "multiview")
@@ -42,6 +42,10 @@ class DenoiserConfig:
             unless ``cross_view_backend`` is set.
         head_dim: per-head width of queries, keys and values; ``None`` means ``d_model // num_heads``
             (the paper's code uses 256 with 4 heads).
+        skip: skip preconditioning of the x0 output (:mod:`mvlift.models.preconditioning`): at low noise the
+            model returns its input plus a learned correction instead of learning the identity (off = the
+            paper's plain x0 prediction).
+        sigma_data: the data's standard deviation in normalised units, used by ``skip``.
         cross_view_backend: backend of the multi-view model's cross-view attention, set apart from the
             temporal attention's: ``None`` (follow ``attention_backend``), ``"auto"`` (the Triton kernel
             :func:`mvlift.ops.cross_view_attention` for CUDA tensors, else ``attention_backend="auto"``),
@@ -63,6 +67,8 @@ class DenoiserConfig:
     attention_backend: str = "auto"
     head_dim: int | None = None
     cross_view_backend: str | None = None
+    skip: bool = False
+    sigma_data: float = 0.25
 
     def __post_init__(self) -> None:
         self.validate()
@@ -94,6 +100,7 @@ class DenoiserConfig:
             "attention_backend": one_of(*ATTENTION_BACKENDS),
             "head_dim": one,
             "cross_view_backend": one_of(*CROSS_VIEW_BACKENDS),
+            "sigma_data": greater_than(0.0),
         }
         check_fields(self, rules)
         if self.head_dim is None and self.d_model % self.num_heads != 0:

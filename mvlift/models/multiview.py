@@ -12,6 +12,7 @@ from torch import nn
 
 from mvlift.models.attention import cross_view_attention, cross_view_kernel_available
 from mvlift.models.config import DenoiserConfig
+from mvlift.models.preconditioning import SkipPreconditioning
 from mvlift.models.transformer import (
     FeedForward,
     MultiHeadSelfAttention,
@@ -98,6 +99,7 @@ class MultiViewDenoiser(nn.Module):
         self.view_embedding = nn.Embedding(config.num_views, d)
         nn.init.normal_(self.view_embedding.weight, std=0.02)
         self.layers = nn.ModuleList(MultiViewLayer(config) for _ in range(config.num_layers))
+        self.skip = SkipPreconditioning(config.sigma_data) if config.skip else None
         self.output = nn.Linear(d, j * 2)
 
     def forward(
@@ -141,4 +143,5 @@ class MultiViewDenoiser(nn.Module):
         )
         for layer in self.layers:
             h = layer(h, key_mask, k)
-        return self.output(h[:, 1:]).reshape(b, k, num_frames, j, 2)
+        x0 = self.output(h[:, 1:]).reshape(b, k, num_frames, j, 2)
+        return x0 if self.skip is None else self.skip.combine(x_t, t, x0)

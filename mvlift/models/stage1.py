@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from mvlift.models.config import DenoiserConfig
+from mvlift.models.preconditioning import SkipPreconditioning
 from mvlift.models.transformer import (
     SequenceTokens,
     TransformerLayer,
@@ -36,6 +37,7 @@ class Stage1Denoiser(nn.Module):
         j = config.num_joints
         self.tokens = SequenceTokens(j * 5, config.d_model, config.max_frames, config.dropout)
         self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_layers))
+        self.skip = SkipPreconditioning(config.sigma_data) if config.skip else None
         self.output = nn.Linear(config.d_model, j * 2)
 
     def forward(
@@ -71,4 +73,5 @@ class Stage1Denoiser(nn.Module):
         h, key_mask = self.tokens(features.to(self.output.weight.dtype), t, mask)
         for layer in self.layers:
             h = layer(h, key_mask)
-        return self.output(h[:, 1:]).reshape(b, num_frames, j, 2)
+        x0 = self.output(h[:, 1:]).reshape(b, num_frames, j, 2)
+        return x0 if self.skip is None else self.skip.combine(x_t, t, x0)

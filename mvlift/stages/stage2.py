@@ -157,6 +157,9 @@ _STAGE2_RULES = {
     "sds_weight": at_least(0),
     "epipolar_weight": at_least(0),
     "line_weight": at_least(0),
+    "bone_weight": at_least(0),
+    "smooth_weight": at_least(0),
+    "sds_views": at_least(0),
     "distance": one_of("symmetric", "sampson"),
     "t_min": in_range(0, 999),  # the steps of the 1000-step schedule the stage-1 model is trained with
     "t_max": in_range(0, 999),

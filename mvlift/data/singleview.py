@@ -112,6 +112,7 @@ def build_singleview_dataset(
     stride: int | None = None,
     min_valid: int | None = None,
     cameras: CameraRanges = CameraRanges(),
+    cameras_per_window: int = 1,
     noise_px: float = 0.0,
     drop_prob: float = 0.0,
     seed: int = 0,
@@ -130,6 +131,8 @@ def build_singleview_dataset(
         min_valid: windows with fewer valid frames after the out-of-canvas cut are dropped
             (default: ``min_length``).
         cameras: ranges of the random camera.
+        cameras_per_window: project every window into this many independent random cameras (each copy is
+            one more single-view 2D sequence; the copies of a window are adjacent in the output).
         noise_px: standard deviation of Gaussian noise added to every pixel coordinate (camera pixels).
         drop_prob: probability that a joint is dropped in a frame (confidence 0).
         seed: the seed of every random draw.
@@ -148,6 +151,8 @@ def build_singleview_dataset(
         raise ValueError(f"drop_prob must lie in [0, 1), got {drop_prob!r}")
     if not (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if not (isinstance(cameras_per_window, int) and cameras_per_window >= 1):
+        raise ValueError(f"cameras_per_window must be an int >= 1, got {cameras_per_window!r}")
     min_valid = min_length if min_valid is None else min_valid
     if not 1 <= min_valid <= window:
         raise ValueError(f"min_valid must lie in [1, window={window}], got {min_valid}")
@@ -184,6 +189,10 @@ def build_singleview_dataset(
         win, wmask = make_windows(pos, window, stride, min_length)
         step = window if stride is None else stride
         starts = np.arange(len(win)) * step
+        if cameras_per_window > 1:
+            win = np.repeat(win, cameras_per_window, axis=0)
+            wmask = np.repeat(wmask, cameras_per_window, axis=0)
+            starts = np.repeat(starts, cameras_per_window)
         entry = {"index": ci, "source": motion.source, "frames": int(pos.shape[0]), "windows": 0}
         clips.append(entry)
         if len(win) == 0:

@@ -191,3 +191,21 @@ def test_real_cmu_clips(cmu_dir, tmp_path):
     proj = _project(e.positions, e.K, e.R, e.t)
     assert np.abs(d.keypoints_px[valid] - proj[valid]).max() < 1e-6
     assert math.isclose(d.fps, 30.0)
+
+
+def test_several_cameras_per_window(tmp_path):
+    """cameras_per_window=k: every window k times, each seen by its own random camera, copies adjacent."""
+    clips = _clips(2)
+    one = build_singleview_dataset(clips, tmp_path / "one", seed=1, window=60, min_length=30)
+    three = build_singleview_dataset(
+        clips, tmp_path / "three", seed=1, window=60, min_length=30, cameras_per_window=3
+    )
+    assert three["num_windows"] == 3 * one["num_windows"]
+    with np.load(tmp_path / "three" / "eval_3d.npz") as ev:
+        pos, R = ev["positions"], ev["R"]
+        np.testing.assert_array_equal(pos[0], pos[1])  # the same 3D window ...
+        np.testing.assert_array_equal(pos[0], pos[2])
+        assert not np.allclose(R[0], R[1]) and not np.allclose(R[1], R[2])  # ... from three cameras
+        assert not np.array_equal(pos[0], pos[3])
+    with pytest.raises(ValueError, match="cameras_per_window"):
+        build_singleview_dataset(clips, tmp_path / "bad", cameras_per_window=0)

@@ -194,18 +194,25 @@ def test_real_cmu_clips(cmu_dir, tmp_path):
 
 
 def test_several_cameras_per_window(tmp_path):
-    """cameras_per_window=k: every window k times, each seen by its own random camera, copies adjacent."""
+    """cameras_per_window=k: every window k times, each seen by its own random camera (a copy whose 2D
+    leaves the canvas too early is dropped, as any window is)."""
     clips = _clips(2)
     one = build_singleview_dataset(clips, tmp_path / "one", seed=1, window=60, min_length=30)
     three = build_singleview_dataset(
         clips, tmp_path / "three", seed=1, window=60, min_length=30, cameras_per_window=3
     )
-    assert three["num_windows"] == 3 * one["num_windows"]
+    assert 2 * one["num_windows"] < three["num_windows"] <= 3 * one["num_windows"]
     with np.load(tmp_path / "three" / "eval_3d.npz") as ev:
         pos, R = ev["positions"], ev["R"]
-        np.testing.assert_array_equal(pos[0], pos[1])  # the same 3D window ...
-        np.testing.assert_array_equal(pos[0], pos[2])
-        assert not np.allclose(R[0], R[1]) and not np.allclose(R[1], R[2])  # ... from three cameras
-        assert not np.array_equal(pos[0], pos[3])
+        key = list(zip(ev["clip_index"].tolist(), ev["window_start"].tolist(), strict=True))
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, k in enumerate(key):
+        groups.setdefault(k, []).append(i)
+    assert max(len(g) for g in groups.values()) == 3
+    for g in groups.values():
+        for a, b in zip(g, g[1:], strict=False):
+            assert b == a + 1  # copies are adjacent
+            np.testing.assert_array_equal(pos[a], pos[b])  # the same 3D window ...
+            assert not np.allclose(R[a], R[b])  # ... from another camera
     with pytest.raises(ValueError, match="cameras_per_window"):
         build_singleview_dataset(clips, tmp_path / "bad", cameras_per_window=0)

@@ -2,9 +2,10 @@
 :func:`mvlift.ops.line_matching_loss` and :func:`mvlift.ops.stage1_loss`; references in
 :mod:`mvlift.reference.losses`).
 
-One program owns a tile of BLOCK flattened (t, j) points of one sequence b; it reads each point (and its
-line) once, writes one partial per program, and a one-program kernel reduces the partials in a fixed order
-(deterministic). The backward kernels recompute the per-point terms and write each gradient once.
+One program owns a tile of BLOCK flattened (t, j) points of one sequence b (a flat 1-D grid of B x tiles
+programs); it reads each point (and its line) once, writes one partial per program, and a one-program
+kernel reduces the partials in a fixed order (deterministic). The backward kernels recompute the
+per-point terms and write each gradient once.
 
 Math per point, with r = a x + b y + c and w = mask[b, t] (1 without a mask):
 
@@ -26,9 +27,17 @@ import torch
 import triton
 import triton.language as tl
 
-from mvlift.ops._backend import triton_interpret
+from mvlift.ops._backend import device_guard, triton_interpret
 
-from .epipolar_loss import REDUCTIONS, _dummy, _frame_weight, _mask_bytes, finalize_partials
+from .epipolar_loss import (
+    REDUCTIONS,
+    _dummy,
+    _frame_weight,
+    _mask_bytes,
+    _seq_tile,
+    finalize_partials,
+    flat_grid,
+)
 
 __all__ = [
     "line_matching_loss_backward",
@@ -101,8 +110,7 @@ def _line_fwd_kernel(
     BLOCK: tl.constexpr,
 ):
     CDT: tl.constexpr = tl.float64 if FP64 else tl.float32
-    b = tl.program_id(0).to(tl.int64)  # axis 0: up to 2^31 - 1 sequences
-    tile = tl.program_id(1)
+    b, tile = _seq_tile(NT)  # flat grid (B * NT,)
     offs = tile * BLOCK + tl.arange(0, BLOCK)
     valid = offs < N
     w = _frame_weight(m_ptr, b, offs, valid, J, T, HAS_M, CDT)
@@ -127,6 +135,7 @@ def _line_bwd_kernel(
     N,
     J,
     T,
+    NT,
     RED: tl.constexpr,
     HAS_M: tl.constexpr,
     NEED_DX: tl.constexpr,
@@ -135,8 +144,7 @@ def _line_bwd_kernel(
     BLOCK: tl.constexpr,
 ):
     CDT: tl.constexpr = tl.float64 if FP64 else tl.float32
-    b = tl.program_id(0).to(tl.int64)  # axis 0: up to 2^31 - 1 sequences
-    tile = tl.program_id(1)
+    b, tile = _seq_tile(NT)  # flat grid (B * NT,)
     offs = tile * BLOCK + tl.arange(0, BLOCK)
     valid = offs < N
     w = _frame_weight(m_ptr, b, offs, valid, J, T, HAS_M, CDT)
@@ -173,8 +181,7 @@ def _stage1_fwd_kernel(
     BLOCK: tl.constexpr,
 ):
     CDT: tl.constexpr = tl.float64 if FP64 else tl.float32
-    b = tl.program_id(0).to(tl.int64)  # axis 0: up to 2^31 - 1 sequences
-    tile = tl.program_id(1)
+    b, tile = _seq_tile(NT)  # flat grid (B * NT,)
     offs = tile * BLOCK + tl.arange(0, BLOCK)
     valid = offs < N
     w = _frame_weight(m_ptr, b, offs, valid, J, T, HAS_M, CDT)
@@ -234,6 +241,7 @@ def _stage1_bwd_kernel(
     N,
     J,
     T,
+    NT,
     line_weight,
     HAS_M: tl.constexpr,
     NEED_DXP: tl.constexpr,
@@ -243,8 +251,7 @@ def _stage1_bwd_kernel(
     BLOCK: tl.constexpr,
 ):
     CDT: tl.constexpr = tl.float64 if FP64 else tl.float32
-    b = tl.program_id(0).to(tl.int64)  # axis 0: up to 2^31 - 1 sequences
-    tile = tl.program_id(1)
+    b, tile = _seq_tile(NT)  # flat grid (B * NT,)
     offs = tile * BLOCK + tl.arange(0, BLOCK)
     valid = offs < N
     w = _frame_weight(m_ptr, b, offs, valid, J, T, HAS_M, CDT)
@@ -268,10 +275,13 @@ def _stage1_bwd_kernel(
 
 
 # ----------------------------------------------------------------------------------------------- launchers
-def _grid(x: torch.Tensor) -> tuple[int, int, int, int, int, int]:
+def _grid(op: str, x: torch.Tensor) -> tuple[int, int, int, int, int, int, int, tuple[int]]:
+    """(B, T, J, N = T J, BLOCK, num_warps, NT = tiles per sequence, the flat grid (B NT,))."""
     B, T, J = x.shape[:3]
     block, warps = _block()
-    return B, T, J, T * J, block, warps
+    NT = triton.cdiv(T * J, block)
+    grid = flat_grid(op, f"B = {B} sequences x {NT} tiles of {block} points", B * NT)
+    return B, T, J, T * J, block, warps, NT, grid
 
 
 def line_matching_loss_forward(
@@ -285,20 +295,20 @@ def line_matching_loss_forward(
 
     Preconditions (checked by :func:`mvlift.ops.line_matching_loss`): contiguous tensors on one device;
     x (B, T, J, 2) and lines (B, T, J, 3) float16/bfloat16/float32/float64; mask (B, T) bool or None;
-    reduction in ``"mean"``, ``"sum"``, ``"per_sequence"``; compute_dtype float32 or float64. Grid
-    (B, cdiv(T J, BLOCK)): on CUDA at most 65535 tiles, i.e. T J <= 1.6e7 points per sequence.
+    reduction in ``"mean"``, ``"sum"``, ``"per_sequence"``; compute_dtype float32 or float64. Flat grid
+    (B cdiv(T J, BLOCK),): at most 2^31 - 1 programs, else a ValueError. Launches on x's device.
 
     Returns:
         ``(loss, stats)`` as in :func:`mvlift.kernels.epipolar_loss.finalize_partials`.
     """
-    B, T, J, N, block, warps = _grid(x)
-    NT = triton.cdiv(N, block)
+    B, T, J, N, block, warps, NT, grid = _grid("line_matching_loss", x)
     partials = torch.empty((B, NT, 2), dtype=compute_dtype, device=x.device)
     if B * NT > 0:
-        _line_fwd_kernel[(B, NT)](
-            x, lines, _dummy(_mask_bytes(mask), x), partials, N, J, T, NT,
-            HAS_M=mask is not None, FP64=compute_dtype == torch.float64, BLOCK=block, num_warps=warps,
-        )  # fmt: skip
+        with device_guard(x):
+            _line_fwd_kernel[grid](
+                x, lines, _dummy(_mask_bytes(mask), x), partials, N, J, T, NT,
+                HAS_M=mask is not None, FP64=compute_dtype == torch.float64, BLOCK=block, num_warps=warps,
+            )  # fmt: skip
     return finalize_partials(partials, reduction)
 
 
@@ -317,17 +327,17 @@ def line_matching_loss_backward(
     Returns:
         ``(dx, dlines)`` like x and lines, or None where not asked.
     """
-    B, T, J, N, block, warps = _grid(x)
-    NT = triton.cdiv(N, block)
+    B, T, J, N, block, warps, NT, grid = _grid("line_matching_loss backward", x)
     dx = torch.empty_like(x) if need_x else None
     dl = torch.empty_like(lines) if need_lines else None
     if B * NT > 0 and (need_x or need_lines):
-        _line_bwd_kernel[(B, NT)](
-            x, lines, _dummy(_mask_bytes(mask), x), grad_loss.to(stats.dtype).contiguous(), stats,
-            x if dx is None else dx, lines if dl is None else dl, B, N, J, T,
-            RED=REDUCTIONS[reduction], HAS_M=mask is not None, NEED_DX=need_x, NEED_DL=need_lines,
-            FP64=stats.dtype == torch.float64, BLOCK=block, num_warps=warps,
-        )  # fmt: skip
+        with device_guard(x):
+            _line_bwd_kernel[grid](
+                x, lines, _dummy(_mask_bytes(mask), x), grad_loss.to(stats.dtype).contiguous(), stats,
+                x if dx is None else dx, lines if dl is None else dl, B, N, J, T, NT,
+                RED=REDUCTIONS[reduction], HAS_M=mask is not None, NEED_DX=need_x, NEED_DL=need_lines,
+                FP64=stats.dtype == torch.float64, BLOCK=block, num_warps=warps,
+            )  # fmt: skip
     return dx, dl
 
 
@@ -347,20 +357,20 @@ def stage1_loss_forward(
     Returns:
         (4,) in ``compute_dtype``: ``total, l1, line, W`` (W = the number of valid (b, t, j)).
     """
-    B, T, J, N, block, warps = _grid(x0_pred)
-    NT = triton.cdiv(N, block)
+    B, T, J, N, block, warps, NT, grid = _grid("stage1_loss", x0_pred)
     fp64 = compute_dtype == torch.float64
     partials = torch.empty((B * NT, 3), dtype=compute_dtype, device=x0_pred.device)
     out = torch.empty((4,), dtype=compute_dtype, device=x0_pred.device)
-    if B * NT > 0:
-        _stage1_fwd_kernel[(B, NT)](
-            x0_pred, x0, lines, _dummy(_mask_bytes(mask), x0_pred), partials, N, J, T, NT,
-            HAS_M=mask is not None, FP64=fp64, BLOCK=block, num_warps=warps,
-        )  # fmt: skip
     fin_block, fin_warps = (4, 1) if triton_interpret() else (128, 4)  # tests run the loop several times
-    _stage1_finalize_kernel[(1,)](
-        partials, out, B * NT, float(line_weight), FP64=fp64, BLOCK_R=fin_block, num_warps=fin_warps
-    )
+    with device_guard(x0_pred):
+        if B * NT > 0:
+            _stage1_fwd_kernel[grid](
+                x0_pred, x0, lines, _dummy(_mask_bytes(mask), x0_pred), partials, N, J, T, NT,
+                HAS_M=mask is not None, FP64=fp64, BLOCK=block, num_warps=warps,
+            )  # fmt: skip
+        _stage1_finalize_kernel[(1,)](
+            partials, out, B * NT, float(line_weight), FP64=fp64, BLOCK_R=fin_block, num_warps=fin_warps
+        )
     return out
 
 
@@ -384,17 +394,17 @@ def stage1_loss_backward(
     Returns:
         ``(dx0_pred, dx0, dlines)``, or None where not asked.
     """
-    B, T, J, N, block, warps = _grid(x0_pred)
-    NT = triton.cdiv(N, block)
+    B, T, J, N, block, warps, NT, grid = _grid("stage1_loss backward", x0_pred)
     dxp = torch.empty_like(x0_pred) if need_x0_pred else None
     dx0 = torch.empty_like(x0) if need_x0 else None
     dl = torch.empty_like(lines) if need_lines else None
     if B * NT > 0 and (need_x0_pred or need_x0 or need_lines):
-        _stage1_bwd_kernel[(B, NT)](
-            x0_pred, x0, lines, _dummy(_mask_bytes(mask), x0_pred), grad_out.to(out.dtype).contiguous(), out,
-            x0_pred if dxp is None else dxp, x0 if dx0 is None else dx0, lines if dl is None else dl,
-            N, J, T, float(line_weight),
-            HAS_M=mask is not None, NEED_DXP=need_x0_pred, NEED_DX0=need_x0, NEED_DL=need_lines,
-            FP64=out.dtype == torch.float64, BLOCK=block, num_warps=warps,
-        )  # fmt: skip
+        with device_guard(x0_pred):
+            _stage1_bwd_kernel[grid](
+                x0_pred, x0, lines, _dummy(_mask_bytes(mask), x0_pred), grad_out.to(out.dtype).contiguous(),
+                out, x0_pred if dxp is None else dxp, x0 if dx0 is None else dx0, lines if dl is None else dl,
+                N, J, T, NT, float(line_weight),
+                HAS_M=mask is not None, NEED_DXP=need_x0_pred, NEED_DX0=need_x0, NEED_DL=need_lines,
+                FP64=out.dtype == torch.float64, BLOCK=block, num_warps=warps,
+            )  # fmt: skip
     return dxp, dx0, dl

@@ -8,6 +8,7 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 
 #include <cstdint>
@@ -15,6 +16,9 @@
 #include <string>
 
 #include "common/cpu_isa.h"
+#ifdef MVLIFT_WITH_CUDA
+#include "common/cuda_runtime.h"
+#endif
 #include "common/parallel.h"
 #include "project/project.h"
 #include "triangulate/triangulate.h"
@@ -133,10 +137,11 @@ void bind_project_cuda(nb::module_& m) {
       [](Points3<T, D> X, Proj<T, D> P, Out2<T, D> out, Out1<T, D> depth, uintptr_t stream) {
         check_project_shapes<D, T>(X, P, out, depth);
         project_points_cuda<T>(X.data(), P.data(), static_cast<int64_t>(X.shape(0)), P.shape(0) == 1, out.data(),
-                               depth.data(), stream);
+                               depth.data(), X.device_id(), stream);
       },
       "X"_a.noconvert(), "P"_a.noconvert(), "out"_a.noconvert(), "depth"_a.noconvert(), "stream"_a,
-      "Project on the GPU, on the given CUDA stream (pass torch.cuda.current_stream().cuda_stream).");
+      "Project on the GPU of X (made current for the launch), on the given CUDA stream of that GPU (pass "
+      "torch.cuda.current_stream(X.device).cuda_stream).");
 }
 
 template <typename T>
@@ -147,11 +152,12 @@ void bind_triangulate_cuda(nb::module_& m) {
       [](Obs4<T, D> x, ViewProj<T, D> P, Weights3<T, D> w, int refine_iters, OutPoints<T, D> X,
          OutScalar<T, D> rms, OutScalar<int32_t, D> nvalid, OutScalar<int32_t, D> flags, uintptr_t stream) {
         const TriangulateArgs<T> args = triangulate_args<T, D>(x, P, w, refine_iters, X, rms, nvalid, flags);
-        triangulate_cuda<T>(args, stream);
+        triangulate_cuda<T>(args, x.device_id(), stream);
       },
       "x"_a.noconvert(), "P"_a.noconvert(), "weights"_a.noconvert().none(), "refine_iters"_a,
       "X"_a.noconvert(), "rms"_a.noconvert(), "nvalid"_a.noconvert(), "flags"_a.noconvert(), "stream"_a,
-      "Like triangulate, on the GPU, launched on the given CUDA stream (torch's current stream).");
+      "Like triangulate, on the GPU of x (made current for the launch), on the given CUDA stream of that GPU "
+      "(torch's current stream there).");
 }
 #endif
 
@@ -184,5 +190,11 @@ NB_MODULE(_C, m) {
   mvlift::bind_project_cuda<double>(m);
   mvlift::bind_triangulate_cuda<float>(m);
   mvlift::bind_triangulate_cuda<double>(m);
+  m.def("cuda_runtime_error", &mvlift::cuda_runtime_error,
+        "'' when this module's (static) CUDA runtime works and sees a device, else why not: the runtime's "
+        "error with, for a driver older than the runtime, the driver requirement (r580+ for CUDA 13).");
+  m.def(
+      "cuda_versions", [] { return std::make_pair(mvlift::cuda_driver_version(), mvlift::cuda_runtime_version()); },
+      "(driver, runtime) CUDA versions as CUDA encodes them (1000 * major + 10 * minor; 0 = unknown).");
 #endif
 }

@@ -15,8 +15,10 @@ template <typename T>
 void project_points_cpu(const T* X, const T* P, int64_t n, bool shared_P, T* out, T* depth);
 
 #ifdef MVLIFT_WITH_CUDA
+// Launches on `device` (made current for the launch) and the given stream of that device.
 template <typename T>
-void project_points_cuda(const T* X, const T* P, int64_t n, bool shared_P, T* out, T* depth, uintptr_t stream);
+void project_points_cuda(const T* X, const T* P, int64_t n, bool shared_P, T* out, T* depth, int device,
+                         uintptr_t stream);
 #endif
 
 // One point: shared by the CPU and CUDA implementations.

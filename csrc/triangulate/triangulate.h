@@ -71,9 +71,10 @@ template <typename T>
 void triangulate_cpu(const TriangulateArgs<T>& args);
 
 #ifdef MVLIFT_WITH_CUDA
-// Launches on the given CUDA stream (torch's current stream); returns without waiting for the kernel.
+// Launches on `device` (made current for the launch: common/cuda_runtime.h) and the given CUDA stream of that
+// device (torch's current stream); returns without waiting for the kernel.
 template <typename T>
-void triangulate_cuda(const TriangulateArgs<T>& args, uintptr_t stream);
+void triangulate_cuda(const TriangulateArgs<T>& args, int device, uintptr_t stream);
 #endif
 
 }  // namespace mvlift

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/cuda_runtime.h"
 #include "triangulate/triangulate.h"
 #include "triangulate/triangulate_point.h"
 
@@ -46,11 +47,15 @@ __global__ void __launch_bounds__(kThreads) triangulate_kernel(TriangulateArgs<T
 }  // namespace
 
 template <typename T>
-void triangulate_cuda(const TriangulateArgs<T>& a, uintptr_t stream) {
+void triangulate_cuda(const TriangulateArgs<T>& a, int device, uintptr_t stream) {
   const int64_t n = a.B * a.M;
   if (n == 0) return;
   const int64_t blocks = (n + kThreads - 1) / kThreads;
-  if (blocks > 0x7fffffff) throw std::invalid_argument("triangulate_cuda: too many points for one launch");
+  if (blocks > 0x7fffffff)
+    throw std::invalid_argument("triangulate_cuda: " + std::to_string(n) + " points need " + std::to_string(blocks) +
+                                " blocks of " + std::to_string(kThreads) +
+                                " threads, more than one launch takes (2^31 - 1); split the batch");
+  const CudaDeviceGuard guard(device, "triangulate_cuda");
   const cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
   const size_t staged_bytes = static_cast<size_t>(a.V) * (12 * sizeof(T) + sizeof(tri::Camera<T>));
   if (a.shared_P && staged_bytes <= kMaxSharedBytes) {
@@ -58,11 +63,10 @@ void triangulate_cuda(const TriangulateArgs<T>& a, uintptr_t stream) {
   } else {
     triangulate_kernel<T, false><<<static_cast<unsigned>(blocks), kThreads, 0, s>>>(a);
   }
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) throw std::runtime_error(std::string("triangulate_cuda: ") + cudaGetErrorString(err));
+  check_cuda(cudaGetLastError(), "triangulate_cuda");
 }
 
-template void triangulate_cuda<float>(const TriangulateArgs<float>&, uintptr_t);
-template void triangulate_cuda<double>(const TriangulateArgs<double>&, uintptr_t);
+template void triangulate_cuda<float>(const TriangulateArgs<float>&, int, uintptr_t);
+template void triangulate_cuda<double>(const TriangulateArgs<double>&, int, uintptr_t);
 
 }  // namespace mvlift

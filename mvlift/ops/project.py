@@ -1,10 +1,11 @@
 """Pinhole projection of a batch of 3D points by the native extension (C++ on CPU, CUDA on GPU tensors).
 
 ``csrc/project/`` holds the kernels; the plain-PyTorch version is
-:func:`mvlift.reference.project.project_points` (the fallback when ``mvlift._C`` is missing, or was built
-without CUDA for a CUDA tensor). Registered as ``torch.library.custom_op("mvlift::project_points")`` with
-a fake implementation and an analytic backward in torch (w.r.t. X and P), so it traces under
-``torch.compile``; the backward is made of torch ops, so higher-order gradients work too.
+:func:`mvlift.reference.project.project_points` (the fallback when ``mvlift._C`` is missing, or has no usable
+CUDA part for a CUDA tensor: then with a :class:`~mvlift.ops._backend.SlowFallbackWarning` saying why).
+Registered as ``torch.library.custom_op("mvlift::project_points")`` with a fake implementation and an
+analytic backward in torch (w.r.t. X and P), so it traces under ``torch.compile``; the backward is made of
+torch ops, so higher-order gradients work too.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ _DTYPES = (torch.float32, torch.float64)
 
 def _native_project(X: Tensor, P: Tensor) -> tuple[Tensor, Tensor] | None:
     """Native projection of X (N, 3) with P (1 or N, 3, 4), or None when no native kernel applies."""
-    mod = _backend.native()
-    if mod is None or (X.is_cuda and not mod.with_cuda) or X.device.type not in ("cpu", "cuda"):
+    mod = _backend.native_for(X.device, "project_points", "the PyTorch reference mvlift.reference.project")
+    if mod is None:
         return None
     uv = X.new_empty((X.shape[0], 2))
     depth = X.new_empty((X.shape[0],))

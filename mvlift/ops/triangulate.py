@@ -38,7 +38,9 @@ Not differentiable: calling it with inputs that require grad raises ``ValueError
 differentiate a reprojection loss instead); the registered autograd formula raises too.
 
 Dispatch (:mod:`mvlift.ops._backend`): ``mvlift._C.triangulate`` on CPU tensors, ``triangulate_cuda`` on
-CUDA tensors (torch's current stream); the reference when the native module (or its CUDA part) is missing.
+CUDA tensors (on their GPU, torch's current stream there); the reference when the native module (or its
+CUDA part, or a CUDA runtime that starts) is missing, with a :class:`~mvlift.ops._backend.SlowFallbackWarning`
+saying why.
 Registered as ``torch.library.custom_op("mvlift::triangulate")`` with a fake implementation, so it traces
 under ``torch.compile``.
 """
@@ -58,6 +60,7 @@ from mvlift.reference import triangulate as _ref
 __all__ = ["TriangulationFlag", "TriangulationInfo", "triangulate", "triangulate_sequences"]
 
 _DTYPES = (torch.float32, torch.float64)
+_REFERENCE = "the float64 SVD reference mvlift.reference.triangulate (tens of times slower)"
 
 
 class TriangulationFlag(enum.IntFlag):
@@ -105,8 +108,8 @@ def _triangulate(
         return _degenerate_outputs(x, B, M)
     x, P = x.contiguous(), P.contiguous()
     weights = weights.contiguous() if weights is not None else None
-    mod = _backend.native()
-    if mod is not None and (x.device.type == "cpu" or (x.is_cuda and mod.with_cuda)):
+    mod = _backend.native_for(x.device, "triangulate", _REFERENCE)
+    if mod is not None:
         X = x.new_empty((B, M, 3))
         rms = x.new_empty((B, M))
         num_views = torch.empty((B, M), dtype=torch.int32, device=x.device)
@@ -224,16 +227,30 @@ def triangulate(
             + " do not broadcast"
         ) from None
     B = math.prod(batch)
+    shared_P = all(d == 1 for d in P.shape[:-3])
     xb = x.expand(*batch, V, 2).reshape(B, V, 1, 2)
-    if all(d == 1 for d in P.shape[:-3]):
-        Pb = P.reshape(1, V, 3, 4)
-    else:
-        Pb = P.expand(*batch, V, 3, 4).reshape(B, V, 3, 4)
     wb = weights.expand(*batch, V).reshape(B, V, 1) if weights is not None else None
+    if shared_P:
+        Pb = P.reshape(1, V, 3, 4)
+        if _views_major(x.device):
+            # One sequence of B points, (1, V, B, 2): the threads of a warp (consecutive points) read
+            # consecutive addresses, where (B, V, 1, 2) would stride them 8 V bytes apart. One transposing
+            # copy (coalesced, in torch) buys coalesced reads of every view in the kernel.
+            xb = xb.transpose(0, 2)
+            wb = wb.transpose(0, 2) if wb is not None else None
+    else:
+        Pb = P.expand(*batch, V, 3, 4).reshape(B, V, 3, 4)  # per-point P: one point per sequence
     X, rms, num_views, flags = _triangulate(xb, Pb, wb, refine_iters)
     return X.reshape(*batch, 3), TriangulationInfo(
         rms.reshape(batch), num_views.reshape(batch), flags.reshape(batch)
     )
+
+
+def _views_major(device: torch.device) -> bool:
+    """Whether :func:`triangulate` hands points with a shared P to the kernel as one (1, V, N) sequence
+    (coalesced GPU reads) rather than N one-point sequences (B = N, M = 1: each point's views together, which
+    the CPU kernel, reading one point at a time, prefers)."""
+    return device.type == "cuda"
 
 
 def triangulate_sequences(

@@ -16,6 +16,7 @@ traces it without graph breaks. First-order gradients only (no double backward).
 from __future__ import annotations
 
 import numbers
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -172,15 +173,44 @@ def _check_tensor(name: str, t: object, shape: tuple[int, ...], shape_doc: str, 
         raise ValueError(f"epipolar_loss: {name} must be on x's device {device}, got {t.device}")
 
 
+#: Validated pair tensors: id(tensor) -> (weak reference, version counter, V, flat pairs). Stage 2 passes
+#: the same (P, 2) GPU tensor every iteration; reading it on the host each time would be a device->host sync
+#: per step, so it is read once and re-read only when the tensor is modified in place (its version changes).
+_PAIR_CACHE: dict[int, tuple[weakref.ref, int, int, list[int]]] = {}
+
+
+def _cached_pairs(pairs: Tensor, num_views: int) -> list[int] | None:
+    hit = _PAIR_CACHE.get(id(pairs))
+    if hit is not None and hit[0]() is pairs and hit[1] == pairs._version and hit[2] == num_views:
+        return list(hit[3])  # a copy: the cached list is never handed out
+    return None
+
+
+def _cache_pairs(pairs: Tensor, num_views: int, flat: list[int]) -> None:
+    key = id(pairs)
+    ref = weakref.ref(pairs, lambda _, k=key: _PAIR_CACHE.pop(k, None))
+    _PAIR_CACHE[key] = (ref, pairs._version, num_views, flat)
+
+
 def _normalize_pairs(pairs: object, num_views: int) -> list[int]:
-    """Validated pairs as a flat list [i0, j0, i1, j1, ...] (a tensor on a GPU costs one host sync)."""
+    """Validated pairs as a flat list [i0, j0, i1, j1, ...].
+
+    A tensor is read on the host (for a GPU tensor, one device->host sync) the first time it is seen; the
+    validated result is cached for that tensor object until it is modified in place or freed, so a loop
+    that passes the same tensor every step syncs once, not per step. (Not under torch.compile, where the
+    tensor is traced: pass a list there.)
+    """
     if pairs is None:
         return [k for p in _ref.default_pairs(num_views) for k in p]
+    cache = False
     if isinstance(pairs, Tensor):
         if pairs.dtype.is_floating_point or pairs.dtype.is_complex or pairs.dtype == torch.bool:
             raise _fail_type("pairs", "an integer tensor of shape (P, 2)", f"dtype {pairs.dtype}")
         if pairs.dim() != 2 or pairs.shape[1] != 2:
             raise ValueError(f"epipolar_loss: pairs must have shape (P, 2), got {tuple(pairs.shape)}")
+        cache = not torch.compiler.is_compiling()
+        if cache and (flat := _cached_pairs(pairs, num_views)) is not None:
+            return flat
         items = [tuple(p) for p in pairs.tolist()]
     elif isinstance(pairs, Sequence) and not isinstance(pairs, str):
         items = []
@@ -211,7 +241,10 @@ def _normalize_pairs(pairs: object, num_views: int) -> list[int]:
         if key in seen:
             raise ValueError(f"epipolar_loss: pairs must be distinct (unordered), got ({i}, {j}) twice")
         seen.add(key)
-    return [k for p in items for k in p]
+    flat = [k for p in items for k in p]
+    if cache:
+        _cache_pairs(pairs, num_views, flat)
+    return flat
 
 
 def _check_values(F: Tensor, weights: Tensor | None) -> None:
@@ -259,8 +292,9 @@ def epipolar_loss(
         mask: optional (B, T) bool, True = valid frame.
         pairs: the view pairs (i, j), i != j, as a sequence of int pairs or an integer (P, 2) tensor;
             default all V (V - 1) / 2 pairs i < j. Pair (i, j) uses ``F[..., i, j]``; a pair may not appear
-            twice (in either order). A tensor is read on the host (a device sync for a GPU tensor; pass a
-            list under ``torch.compile``).
+            twice (in either order). A tensor is read on the host once (a device sync for a GPU tensor)
+            and its validated pairs are cached until it is modified in place, so passing the same tensor
+            every step costs no further sync; pass a list under ``torch.compile``.
         distance: ``"symmetric"`` or ``"sampson"``.
         reduction: ``"mean"``: ``sum(w d) / sum(w)`` over b, pairs, t, k (the plain mean without weights
             and mask; 0, with zero gradients, when ``sum(w) == 0``); ``"sum"``: ``sum(w d)``;

@@ -28,6 +28,7 @@ Call through :func:`mvlift.ops.cross_view_attention`; the launchers here assume 
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import torch
 import triton
@@ -60,13 +61,20 @@ def _layout(block_m: int, num_warps: int, k: int, d: int, elem_size: int) -> tup
     return num_warps == 1 or row // vec <= 32, block_m * row // (32 * num_warps), vec
 
 
-def _registers_ok(which: str, per_thread: int, k: int, chunk: int, elem_size: int) -> bool:
-    """A register budget fitted to ptxas counts on sm_90 (<= ~240 registers, no spills): the forward holds
-    the q and output tiles plus the prefetched keys and values, the backward five tiles plus the prefetched
-    queries and output gradients of one CHUNK."""
+def _registers_ok(
+    which: str, per_thread: int, k: int, chunk: int, elem_size: int, in_warp: bool = True
+) -> bool:
+    """A register budget fitted to ptxas counts on sm_90 (no spills; ``benchmarks/compile_kernels.py
+    --set full`` checks every kept config): the forward holds the q and output tiles plus the prefetched keys
+    and values, the backward five tiles plus the prefetched queries and output gradients of one CHUNK.
+
+    A backward whose rows span several warps (``in_warp`` False: its token sums go through shared memory)
+    gets a tighter bound, 400 instead of 480: at 416 (16 values per thread, 16 bytes of CHUNK prefetch per
+    value) such configs spilled 8-32 bytes (K = 16, D = 64 fp32, BLOCK_M 2 / 4 warps / CHUNK 4; K = 8,
+    D = 128 bf16, CHUNK 8 at 1 / 2 and 2 / 4) where the in-warp K = 8, D = 64 configs did not."""
     if which == "fwd":
         return per_thread * triton.next_power_of_2(k) * elem_size <= 512
-    return per_thread * (10 + chunk * elem_size) <= 480
+    return per_thread * (10 + chunk * elem_size) <= (480 if in_warp else 400)
 
 
 def _prune(which: str):
@@ -74,35 +82,77 @@ def _prune(which: str):
 
     def prune(configs: list[triton.Config], named_args: dict, **kwargs) -> list[triton.Config]:
         args = {**named_args, **kwargs}
-        k, d, elem_size = args["K"], args["D"], args["q_ptr"].element_size()
-        cands = {}
-        for cfg in configs:
-            meta = dict(cfg.kwargs)
-            if "CHUNK" in meta:
-                meta["CHUNK"] = min(meta["CHUNK"], k)
-            key = (meta["BLOCK_M"], cfg.num_warps, meta.get("CHUNK", k))
-            if key not in cands:
-                cands[key] = triton.Config(meta, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-        rated = {}  # config -> (rows inside a warp, no idle lanes, within the register budget, values/thread)
-        for (bm, w, chunk), cfg in cands.items():
-            in_warp, per_thread, vec = _layout(bm, w, k, d, elem_size)
-            rated[cfg] = (
-                in_warp,
-                per_thread >= vec,
-                _registers_ok(which, per_thread, k, chunk, elem_size),
-                per_thread,
-            )
-        kept = [c for c, r in rated.items() if r[0] and r[1] and r[2]]
-        if not kept:  # tiny K x D: lanes idle at any size; take the fullest tile within the budget
-            small = [c for c, r in rated.items() if r[0] and r[2]]
-            if small:
-                kept = [max(small, key=lambda c: (rated[c][3], c.kwargs["BLOCK_M"], -c.num_warps))]
-        if not kept:  # large K x D: rows across warps (shared-memory reductions), or the fewest values/thread
-            kept = [c for c, r in rated.items() if r[1] and r[2]]
-            kept = kept or [min(rated, key=lambda c: (rated[c][3], c.kwargs["BLOCK_M"]))]
-        return kept
+        return _kept_configs(which, configs, args["K"], args["D"], args["q_ptr"].element_size())
 
     return prune
+
+
+def _kept_configs(
+    which: str, configs: list[triton.Config], k: int, d: int, elem_size: int
+) -> list[triton.Config]:
+    """The configs that :func:`_prune` keeps for (K, D, element size), CHUNK capped at K."""
+    cands = {}
+    for cfg in configs:
+        meta = dict(cfg.kwargs)
+        if "CHUNK" in meta:
+            meta["CHUNK"] = min(meta["CHUNK"], k)
+        key = (meta["BLOCK_M"], cfg.num_warps, meta.get("CHUNK", k))
+        if key not in cands:
+            cands[key] = triton.Config(meta, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    rated = {}  # config -> (rows inside a warp, no idle lanes, within the register budget, values/thread)
+    for (bm, w, chunk), cfg in cands.items():
+        in_warp, per_thread, vec = _layout(bm, w, k, d, elem_size)
+        rated[cfg] = (
+            in_warp,
+            per_thread >= vec,
+            _registers_ok(which, per_thread, k, chunk, elem_size, in_warp),
+            per_thread,
+        )
+    kept = [c for c, r in rated.items() if r[0] and r[1] and r[2]]
+    if not kept:  # tiny K x D: lanes idle at any size; take the fullest tile within the budget
+        small = [c for c, r in rated.items() if r[0] and r[2]]
+        if small:
+            kept = [max(small, key=lambda c: (rated[c][3], c.kwargs["BLOCK_M"], -c.num_warps))]
+    if not kept:  # large K x D: rows across warps (shared-memory reductions), or the fewest values/thread
+        kept = [c for c, r in rated.items() if r[1] and r[2]]
+        kept = kept or [min(rated, key=lambda c: (rated[c][3], c.kwargs["BLOCK_M"]))]
+    return kept
+
+
+class LaunchConfigWarning(RuntimeWarning):
+    """Fixed launch parameters of the cross-view attention outside the register budget of the autotune
+    prune: the compiled kernel will likely spill registers (slow); the autotuned default does not."""
+
+
+def _complete_fixed(which: str, fixed: dict[str, int], k: int, d: int, elem_size: int) -> dict[str, int]:
+    """Fixed launch parameters for a compiled launch, completed and checked.
+
+    Missing ones come from the first config the autotune prune keeps that agrees with the given ones (else
+    from its first config); a :class:`LaunchConfigWarning` when the result is neither kept by the prune nor
+    within its register budget.
+    """
+    kept = _kept_configs(which, _FWD_CONFIGS if which == "fwd" else _BWD_CONFIGS, k, d, elem_size)
+
+    def params(cfg: triton.Config) -> dict[str, int]:
+        return {"num_warps": cfg.num_warps, **cfg.kwargs}
+
+    agree = [c for c in kept if all(params(c).get(key, val) == val for key, val in fixed.items())]
+    out = {**params((agree or kept)[0]), **fixed}
+    if "CHUNK" in out:
+        out["CHUNK"] = min(out["CHUNK"], k)
+    in_warp, per_thread, _ = _layout(out["BLOCK_M"], out["num_warps"], k, d, elem_size)
+    within = _registers_ok(which, per_thread, k, out.get("CHUNK", k), elem_size, in_warp)
+    if not within and all(params(c) != out for c in kept):
+        given = f"block_m={out['BLOCK_M']}, num_warps={out['num_warps']}"
+        given += f", chunk={out['CHUNK']}" if "CHUNK" in out else ""
+        warnings.warn(
+            f"cross_view_attention {which}: {given} for K={k}, D={d} ({elem_size}-byte elements) is outside "
+            "the autotune prune's register budget and will likely spill registers; leave block_m, num_warps "
+            "and chunk unset for the autotuned launch",
+            LaunchConfigWarning,
+            stacklevel=4,
+        )
+    return out
 
 
 def _interpret_block_m(k: int, d: int) -> int:
@@ -288,14 +338,20 @@ def _launch(
     args: tuple,
     meta: dict,
     device: torch.device,
+    elem_size: int,
 ) -> None:
     """Launch ``plain`` with the ``fixed`` launch parameters when given (always in the interpreter, where
-    missing ones get defaults), else the autotuned ``tuned``."""
+    missing ones get defaults), else the autotuned ``tuned``. Compiled fixed launches are completed and
+    checked by :func:`_complete_fixed`."""
     k, d = meta["K"], meta["D"]
-    if triton_interpret() or fixed:
+    if triton_interpret():
         fixed = {"BLOCK_M": _interpret_block_m(k, d), **fixed}
         if "CHUNK" in plain.arg_names:
             fixed.setdefault("CHUNK", k)
+    elif fixed:
+        which = "bwd" if "CHUNK" in plain.arg_names else "fwd"
+        fixed = _complete_fixed(which, fixed, k, d, elem_size)
+    if triton_interpret() or fixed:
         grid = (triton.cdiv(m, fixed["BLOCK_M"]),)
         with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
             plain[grid](*args, **meta, **fixed)
@@ -345,7 +401,16 @@ def cross_view_attention_forward(
     if m == 0:
         return out
     args = (q, k, v, out, m, h, *q.stride(), *k.stride(), *v.stride(), *out.stride(), scale * LOG2E)
-    _launch(_cva_fwd_tuned, _cva_fwd_kernel, m, _fixed(block_m, num_warps), args, _meta(q), q.device)
+    _launch(
+        _cva_fwd_tuned,
+        _cva_fwd_kernel,
+        m,
+        _fixed(block_m, num_warps),
+        args,
+        _meta(q),
+        q.device,
+        q.element_size(),
+    )
     return out
 
 
@@ -396,5 +461,6 @@ def cross_view_attention_backward(
         scale,
         scale * LOG2E,
     )
-    _launch(_cva_bwd_tuned, _cva_bwd_kernel, m, _fixed(block_m, num_warps, chunk), args, _meta(q), q.device)
+    fixed = _fixed(block_m, num_warps, chunk)
+    _launch(_cva_bwd_tuned, _cva_bwd_kernel, m, fixed, args, _meta(q), q.device, q.element_size())
     return dq, dk, dv

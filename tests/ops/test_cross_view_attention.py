@@ -317,3 +317,40 @@ def test_cuda_bf16_parity_with_sdpa(seed, n_views):
         torch.testing.assert_close(ours.double(), theirs.double(), rtol=2e-2, atol=2 * tol)
         # no worse than SDPA against the float64 reference, up to one bf16 rounding
         assert (ours.double() - exp).abs().max() <= (theirs.double() - exp).abs().max() + tol
+
+
+def test_prune_drops_the_configs_that_spilled():
+    """The backward configs that ptxas spilled on sm_90 (benchmarks/compile_kernels.py --set full) are no
+    longer kept: K = 16, D = 64 fp32 with BLOCK_M 2 / 4 warps / CHUNK 4, and K = 8, D = 128 bf16 with CHUNK 8
+    at (BLOCK_M, warps) = (1, 2) and (2, 4)."""
+    from mvlift.kernels import cross_view_attention as kern
+
+    def kept(k, d, elem):
+        return {
+            (c.kwargs["BLOCK_M"], c.num_warps, c.kwargs["CHUNK"])
+            for c in kern._kept_configs("bwd", kern._BWD_CONFIGS, k, d, elem)
+        }
+
+    assert (2, 4, 4) not in kept(16, 64, 4) and kept(16, 64, 4)
+    assert not {(1, 2, 8), (2, 4, 8)} & kept(8, 128, 2) and kept(8, 128, 2)
+
+
+def test_fixed_launch_parameters_are_completed_and_checked():
+    """Compiled launches with some launch parameters fixed: the missing ones come from the prune's kept
+    configs; a config outside the register budget warns that it will spill."""
+    import warnings
+
+    from mvlift.kernels import cross_view_attention as kern
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning for these
+        first = kern._kept_configs("bwd", kern._BWD_CONFIGS, 8, 64, 2)[0]
+        assert kern._complete_fixed("bwd", {}, 8, 64, 2) == {"num_warps": first.num_warps, **first.kwargs}
+        got = kern._complete_fixed("fwd", {"num_warps": 1}, 6, 64, 2)
+        assert got["num_warps"] == 1 and got["BLOCK_M"] >= 1
+        assert kern._complete_fixed("bwd", {"CHUNK": 32}, 4, 64, 2)["CHUNK"] == 4  # capped at K
+    with pytest.warns(
+        kern.LaunchConfigWarning,
+        match=r"block_m=16, num_warps=1, chunk=4 for K=16, D=128 .* will likely spill",
+    ):
+        kern._complete_fixed("bwd", {"BLOCK_M": 16, "num_warps": 1}, 16, 128, 4)

@@ -304,3 +304,32 @@ def load_model(path: str | Path, *, weights: str = "ema", device: str | torch.de
             f"checkpoint {meta['_path']}: the weights do not fit its model_config ({exc}); {_WHAT_TO_DO}"
         ) from None
     return model.to(device).eval()
+
+
+def export_weights(src: str | Path, dst_dir: str | Path, *, extra: dict[str, Any] | None = None) -> Path:
+    """Write a compact copy of a training checkpoint: its EMA weights only (no raw weights, optimizer or RNG
+    state), in the same checksummed format, so :func:`load_model` reads it. Used to ship trained models.
+
+    Args:
+        src: a checkpoint (file, ``checkpoints/`` folder or run folder; the latest is taken from a folder).
+        dst_dir: the folder to write into (created).
+        extra: JSON-serialisable provenance merged into the sidecar (e.g. the run's config).
+
+    Returns:
+        The new sidecar's path.
+    """
+    meta, sections = read_checkpoint(src)
+    if not sections["ema"]:
+        raise ValueError(f"export_weights: {meta['_path']} holds no EMA weights")
+    keep = {k: v for k, v in meta.items() if k in ("model_config", "train_config")}
+    keep["exported_from_step"] = int(meta["step"])
+    keep.update(extra or {})
+    return save_checkpoint(
+        dst_dir,
+        int(meta["step"]),
+        model_state={},
+        ema_state=sections["ema"],
+        optimizer_state=None,
+        rng_states=None,
+        meta=keep,
+    )

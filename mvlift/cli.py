@@ -94,8 +94,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = run_pipeline(cfg)
     print("\nEvaluation on held-out synthetic clips (mm; J_2D in canvas pixels):")
     print(format_metrics(result["metrics"]))
+    print(_reproducibility_note(cfg.run_dir))
     print(f"\nWritten: {cfg.run_dir}/metrics.md, loss plots in {cfg.run_dir}/stage1 and {cfg.run_dir}/stage4")
     return 0
+
+
+def _reproducibility_note(run_dir: Path) -> str:
+    """Why another run of the demo may print other numbers: the CPU thread count of its training."""
+    try:
+        timings = json.loads((run_dir / "timings.json").read_text())
+        threads = sorted({int(t["threads"]) for t in timings.values() if "threads" in t})
+    except (OSError, ValueError, TypeError, AttributeError):
+        threads = []
+    used = f" (this run: {', '.join(map(str, threads))})" if threads else ""
+    return (
+        f"Every run with the same seeds and the same number of CPU threads{used} prints this table; another "
+        "thread count sums floats in another order while training, so the numbers move a little. Points the "
+        "triangulation flags (behind a camera, not converged, reprojection outliers) are repaired or their "
+        "window counted as failed, never averaged in."
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:

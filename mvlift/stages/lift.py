@@ -6,6 +6,22 @@ multi-view model generates the other K-1 views in one sampling pass (DDIM, few s
 held at the observation (x0 inpainting), and the K views are triangulated with the ring's normalised
 projection matrices. The result is in the ring's world frame (Y up, metres): joints (B, T, J, 3) and the
 root trajectory (B, T, 3).
+
+Points the triangulation cannot vouch for are never passed on as valid (:func:`triangulate_checked`):
+
+- points flagged ``NOT_CONVERGED`` after ``refine_iters`` Levenberg-Marquardt steps are triangulated again
+  with ``retry_iters`` steps (consistent views converge in 3-5 steps; inconsistent generated views can need
+  dozens); the flag of the retry stands;
+- a point is *flagged* when it is ``DEGENERATE``, ``BEHIND_CAMERA`` or still ``NOT_CONVERGED``
+  (:class:`mvlift.ops.TriangulationFlag`), or when its reprojection RMS is far above the rest of its
+  sequence: ``rms > max(outlier_factor * median, outlier_floor)`` (:data:`REPROJECTION_OUTLIER`, bit 8;
+  the median over the sequence's unflagged observed points, normalised image units: 1 unit = half the
+  image width, 960 px on the 1920-px ring images);
+- a flagged point, and a point whose input joint was not observed (``conf`` 0), is not ``valid``. It is
+  *repaired* when its run of invalid frames (per joint) is at most ``max_gap`` frames long, with a valid
+  frame on both sides or at most ``max_gap`` frames from the start or end of the sequence: by the joint fit
+  when ``smooth_steps > 0``, else by linear interpolation in time (holding the nearest valid value at the
+  ends; :func:`mvlift.data.gaps.interpolate_gaps`). Other invalid points, and masked frames, are NaN.
 """
 
 from __future__ import annotations
@@ -20,7 +36,10 @@ from mvlift._fields import at_least, check_fields, greater_than, one_of
 from mvlift.geometry import Cameras
 from mvlift.schedulers import DDIMScheduler, DDPMScheduler, sample
 from mvlift.stages.stage2 import ring_from_config
-from mvlift.stages.stage3 import Stage3Config, fit_joint_motion, triangulate_views
+from mvlift.stages.stage3 import Stage3Config, fit_joint_motion
+
+REPROJECTION_OUTLIER = 8
+"""Flag bit (beside :class:`mvlift.ops.TriangulationFlag`'s 1, 2, 4): reprojection RMS far above the rest."""
 
 
 @dataclass
@@ -39,6 +58,11 @@ class LiftConfig:
         smooth_steps: steps of the stage-3 joint fit (bone constancy + smoothness) after triangulation;
             0 keeps the raw triangulation.
         seed: sampling seed.
+        retry_iters: Levenberg-Marquardt steps of the second triangulation of points that did not converge
+            in ``refine_iters`` steps (module docstring).
+        outlier_factor, outlier_floor: a point whose reprojection RMS exceeds ``max(outlier_factor *
+            median, outlier_floor)`` (normalised units) is flagged (module docstring).
+        max_gap: longest run of invalid frames of a joint that is repaired (frames; 0 repairs nothing).
     """
 
     num_views: int = 4
@@ -55,6 +79,10 @@ class LiftConfig:
     smooth_steps: int = 0
     seed: int = 0
     progress: bool = True
+    retry_iters: int = 50
+    outlier_factor: float = 10.0
+    outlier_floor: float = 0.05
+    max_gap: int = 8
 
     def __post_init__(self) -> None:
         zero, positive = at_least(0), greater_than(0)
@@ -70,6 +98,10 @@ class LiftConfig:
             "input_view_weight": positive,
             "smooth_steps": zero,
             "seed": zero,
+            "retry_iters": zero,
+            "outlier_factor": greater_than(1),
+            "outlier_floor": zero,
+            "max_gap": zero,
         }
         check_fields(self, rules)
 
@@ -79,10 +111,15 @@ class LiftConfig:
 
 @dataclass
 class LiftResult:
-    """Output of :func:`lift`: ``joints3d`` (B, T, J, 3) metres (NaN where triangulation failed, see
-    ``valid``), ``root`` (B, T, 3), ``views`` (B, K, T, J, 2) normalised, ``cameras`` (the K-view ring),
-    ``triangulated`` (B, T, J, 3) metres: the triangulation before the ``smooth_steps`` joint fit (the same
-    values as ``joints3d`` when ``smooth_steps == 0``; the official bone consistency is scored on it)."""
+    """Output of :func:`lift`: ``joints3d`` (B, T, J, 3) metres: valid and repaired points, NaN elsewhere
+    (module docstring), ``root`` (B, T, 3) (NaN where a root joint is), ``views`` (B, K, T, J, 2)
+    normalised, ``valid`` (B, T, J) bool (observed, in an unmasked frame, triangulated without a flag),
+    ``cameras`` (the K-view ring), ``triangulated`` (B, T, J, 3) metres: the checked triangulation before the
+    ``smooth_steps`` joint fit (flagged points repaired by interpolation, or NaN; the same values as
+    ``joints3d`` when ``smooth_steps == 0``; the official bone consistency is scored on it), ``flags``
+    (B, T, J) int32 (:class:`mvlift.ops.TriangulationFlag` bits | :data:`REPROJECTION_OUTLIER`), ``rms``
+    (B, T, J) reprojection RMS (normalised units), ``repaired`` (B, T, J) bool (invalid points given a
+    value)."""
 
     joints3d: Tensor
     root: Tensor
@@ -90,6 +127,9 @@ class LiftResult:
     valid: Tensor
     cameras: Cameras
     triangulated: Tensor | None = None
+    flags: Tensor | None = None
+    rms: Tensor | None = None
+    repaired: Tensor | None = None
 
 
 def inference_ring(config: LiftConfig, *, device: torch.device | str = "cpu") -> Cameras:
@@ -142,12 +182,105 @@ def sample_views(
     return views
 
 
+def triangulate_checked(
+    views: Tensor,
+    cameras: Cameras,
+    config: LiftConfig | None = None,
+    *,
+    weights: Tensor | None = None,
+    observed: Tensor | None = None,
+    refine_iters: int | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Triangulate normalised multi-view 2D and flag the points that must not be trusted (module docstring).
+
+    Args:
+        views: (B, V, T, J, 2) normalised, float32 or float64 (triangulated in float64).
+        cameras: the V views' cameras (``P_normalized`` (V, 3, 4) or (B, V, 3, 4)).
+        config: :class:`LiftConfig` (``retry_iters``, ``outlier_factor``, ``outlier_floor``; and
+            ``refine_iters`` unless given).
+        weights: optional (B, V, T, J) per-observation weights (0 = view ignored).
+        observed: optional (B, T, J) bool: the points whose RMS makes the outlier threshold's median.
+
+    Returns:
+        ``(X, flags, rms)``: X (B, T, J, 3) float64 world metres (NaN for degenerate points), flags (B, T, J)
+        int32 (:class:`mvlift.ops.TriangulationFlag` | :data:`REPROJECTION_OUTLIER`), rms (B, T, J) float64.
+    """
+    from mvlift.ops import TriangulationFlag, triangulate, triangulate_sequences
+
+    config = config or LiftConfig()
+    iters = config.refine_iters if refine_iters is None else refine_iters
+    v = views.to(torch.float64)
+    P = cameras.P_normalized.to(v)
+    w = None if weights is None else weights.to(v)
+    X, info = triangulate_sequences(v, P, weights=w, refine_iters=iters)
+    flags, rms = info.flags.clone(), info.rms.clone()
+    nc = (flags & int(TriangulationFlag.NOT_CONVERGED)) != 0
+    if config.retry_iters > iters and bool(nc.any()):
+        b, t, j = torch.nonzero(nc, as_tuple=True)
+        pts = v.permute(0, 2, 3, 1, 4)[b, t, j]  # (N, V, 2)
+        Pn = P if P.dim() == 3 else P[b]
+        wn = None if w is None else w.permute(0, 2, 3, 1)[b, t, j]
+        X2, info2 = triangulate(pts, Pn, weights=wn, refine_iters=config.retry_iters)
+        X[b, t, j], rms[b, t, j], flags[b, t, j] = X2, info2.rms, info2.flags
+    ok = (flags == 0) & torch.isfinite(rms)
+    base = ok if observed is None else ok & observed.to(ok.device)
+    median = torch.where(base, rms, torch.nan).flatten(1).nanmedian(dim=1).values  # (B,), NaN if none
+    limit = torch.clamp(config.outlier_factor * median, min=config.outlier_floor)
+    limit = torch.nan_to_num(limit, nan=config.outlier_floor)[:, None, None]
+    flags = torch.where(ok & (rms > limit), flags | REPROJECTION_OUTLIER, flags)
+    return X, flags, rms
+
+
+def triangulate_repaired(
+    views: Tensor,
+    cameras: Cameras,
+    config: LiftConfig | None = None,
+    *,
+    mask: Tensor | None = None,
+    conf: Tensor | None = None,
+    weights: Tensor | None = None,
+    refine_iters: int | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """:func:`triangulate_checked`, then the valid points, the repaired ones and NaN elsewhere.
+
+    Args:
+        views: (B, V, T, J, 2) normalised. cameras: their cameras. config: :class:`LiftConfig`.
+        mask: (B, T) bool frames (others are NaN). conf: (B, T, J) input confidences (<= 0: not observed).
+        weights: (B, V, T, J) triangulation weights. refine_iters: default ``config.refine_iters``.
+
+    Returns:
+        ``(X, raw, valid, repaired, flags, rms)``: X (B, T, J, 3) float64 metres (valid points, repaired
+        points by interpolation in time, NaN elsewhere; module docstring), raw (B, T, J, 3) the triangulation
+        itself, valid and repaired (B, T, J) bool, flags (B, T, J) int32, rms (B, T, J).
+    """
+    from mvlift.data.gaps import interpolate_gaps
+
+    config = config or LiftConfig()
+    B, _, T, J, _ = views.shape
+    frames = (
+        torch.ones(B, T, dtype=torch.bool, device=views.device) if mask is None else mask.to(views.device)
+    )
+    observed = frames[:, :, None].expand(B, T, J)
+    if conf is not None:
+        observed = observed & (conf.to(views.device) > 0)
+    raw, flags, rms = triangulate_checked(
+        views, cameras, config, weights=weights, observed=observed, refine_iters=refine_iters
+    )
+    valid = observed & (flags == 0) & torch.isfinite(raw).all(dim=-1)
+    X_interp, fill = interpolate_gaps(raw, valid, max_gap=config.max_gap, extrapolate=True)
+    repaired = fill & frames[:, :, None]
+    nan = torch.full_like(raw, torch.nan)
+    X = torch.where(valid[..., None], raw, torch.where(repaired[..., None], X_interp, nan))
+    return X, raw, valid, repaired, flags, rms
+
+
 def lift(
     model: torch.nn.Module,
     x_input: Tensor,
     config: LiftConfig | None = None,
     *,
     mask: Tensor | None = None,
+    conf: Tensor | None = None,
     parents: tuple[int, ...] | None = None,
     root: tuple[int, ...] = (0,),
 ) -> LiftResult:
@@ -156,34 +289,60 @@ def lift(
     Args:
         model: the stage-4 :class:`~mvlift.models.MultiViewDenoiser`.
         x_input: (B, T, J, 2) in the normalised frame (apply :func:`mvlift.data.normalize.normalize_2d`
-            to pixel detections first).
+            to pixel detections first; :mod:`mvlift.stages.lift_input` for files). Finite.
         config: :class:`LiftConfig`.
-        mask: (B, T) bool valid frames.
+        mask: (B, T) bool valid frames (masked frames are NaN in the result).
+        conf: optional (B, T, J) input confidences: a joint with conf <= 0 is not observed (the input view
+            does not enter its triangulation and the point is not valid; it may be repaired).
         parents: skeleton parents; needed when ``config.smooth_steps > 0``.
         root: joint indices whose mean is the root (e.g. the two hips).
+
+    Returns:
+        :class:`LiftResult` (module docstring: which points are valid, repaired or NaN).
     """
     config = config or LiftConfig()
-    if x_input.dim() != 4 or x_input.shape[-1] != 2:
-        raise ValueError(f"x_input must have shape (B, T, J, 2), got {tuple(x_input.shape)}")
+    if not isinstance(x_input, Tensor) or x_input.dim() != 4 or x_input.shape[-1] != 2:
+        raise ValueError(f"x_input must have shape (B, T, J, 2), got {tuple(getattr(x_input, 'shape', ()))}")
+    B, T, J, _ = x_input.shape
+    if not bool(torch.isfinite(x_input).all()):
+        raise ValueError("x_input must be finite (fill or mask missing joints: pass conf 0 for them)")
+    if mask is not None and (mask.shape != (B, T) or mask.dtype != torch.bool):
+        raise ValueError(
+            f"mask must be a bool tensor of shape {(B, T)}, got {mask.dtype} {tuple(mask.shape)}"
+        )
+    if conf is not None and conf.shape != (B, T, J):
+        raise ValueError(f"conf must have shape {(B, T, J)}, got {tuple(conf.shape)}")
+    if config.smooth_steps > 0 and parents is None:
+        raise ValueError("lift: smooth_steps > 0 needs the skeleton's parents")
     cams = inference_ring(config, device=x_input.device)
     with torch.no_grad():
         views = sample_views(model, x_input, config, mask=mask)
         weights = None
-        if config.input_view_weight != 1.0:
+        if config.input_view_weight != 1.0 or conf is not None:
             weights = torch.ones(views.shape[:-1], dtype=torch.float64, device=views.device)
             weights[:, 0] = config.input_view_weight
-        X, valid = triangulate_views(
-            views.to(torch.float64), cams, refine_iters=config.refine_iters, weights=weights
+            if conf is not None:
+                weights[:, 0] *= (conf > 0).to(weights)
+        triangulated, raw, valid, repaired, flags, rms = triangulate_repaired(
+            views, cams, config, mask=mask, conf=conf, weights=weights
         )
-    triangulated = X.to(x_input.dtype)
     if config.smooth_steps > 0:
-        if parents is None:
-            raise ValueError("lift: smooth_steps > 0 needs the skeleton's parents")
-        X = fit_joint_motion(
-            X, parents, valid=valid, mask=mask, config=Stage3Config(fit_steps=config.smooth_steps)
+        Y = fit_joint_motion(
+            raw, parents, valid=valid, mask=mask, config=Stage3Config(fit_steps=config.smooth_steps)
         )
+        X = torch.where((valid | repaired)[..., None], Y, torch.nan)
+    else:
+        X = triangulated
     X = X.to(x_input.dtype)
     root_traj = X[:, :, list(root)].mean(dim=2)
     return LiftResult(
-        joints3d=X, root=root_traj, views=views, valid=valid, cameras=cams, triangulated=triangulated
+        joints3d=X,
+        root=root_traj,
+        views=views,
+        valid=valid,
+        cameras=cams,
+        triangulated=triangulated.to(x_input.dtype),
+        flags=flags,
+        rms=rms,
+        repaired=repaired,
     )

@@ -42,10 +42,10 @@ from mvlift.atomic import atomic_write_json, atomic_write_text
 from mvlift.baselines.single_view_smpl import SingleViewSMPLConfig
 from mvlift.models import DenoiserConfig, build_model
 from mvlift.schedulers import CosineSchedule
-from mvlift.stages.lift import LiftConfig, lift
+from mvlift.stages.lift import LiftConfig, lift, triangulate_repaired
 from mvlift.stages.shards import ShardedWriter, load_shards, merge_manifests
 from mvlift.stages.stage2 import Stage2Config, optimize_views, sample_views_stage1_only
-from mvlift.stages.stage3 import Stage3Config, synthesize, triangulate_views
+from mvlift.stages.stage3 import Stage3Config, synthesize
 from mvlift.training import (
     MultiViewDataset,
     Stage1Dataset,
@@ -611,16 +611,19 @@ def evaluate(
         stage4_model = load_model(_needed(config, "stage4", "eval"), device=device)
     m4 = stage4_model
     t0 = time.perf_counter()
-    res = lift(m4.to(device), x, config.lift, mask=mask, root=skel.root, parents=skel.parents)
+    conf_in = torch.as_tensor(data.conf, dtype=torch.float32, device=device)  # dropped joints: not observed
+    res = lift(m4.to(device), x, config.lift, mask=mask, conf=conf_in, root=skel.root, parents=skel.parents)
     preds["mvlift"] = res.joints3d
     timings["mvlift"] = time.perf_counter() - t0
     if config.baselines:
         if stage1_model is None:
             stage1_model = load_model(_needed(config, "stage1", "eval"), device=device)
         m1 = stage1_model
+        refine = config.stage3.refine_iters
         t0 = time.perf_counter()
         s1 = sample_views_stage1_only(m1.to(device), x, config.stage2, mask=mask, steps=config.lift.steps)
-        X1, _ = triangulate_views(s1.views.double(), s1.cameras, refine_iters=config.stage3.refine_iters)
+        # flagged points (behind a camera, unconverged, reprojection outliers) repaired or NaN, as for mvlift
+        X1 = triangulate_repaired(s1.views, s1.cameras, config.lift, mask=mask, refine_iters=refine)[0]
         preds["stage1_only"] = X1.float()
         timings["stage1_only"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -632,7 +635,7 @@ def evaluate(
             mask=mask,
             conf=torch.as_tensor(data.conf, dtype=torch.float32, device=device),
         )
-        X, _ = triangulate_views(s2.views.double(), s2.cameras, refine_iters=config.stage3.refine_iters)
+        X = triangulate_repaired(s2.views, s2.cameras, config.lift, mask=mask, refine_iters=refine)[0]
         preds["stage2_only"] = X.float()
         timings["stage2_only"] = time.perf_counter() - t0
         from mvlift.baselines import SingleViewFitConfig, fit_single_view
@@ -688,6 +691,9 @@ def evaluate(
     for name in summary:
         summary[name]["seconds"] = timings[name]
         summary[name]["windows"] = float(len(tables[name].rows))
+        # the fraction of failed windows (MetricTable.mean averages "failed" over the failed rows only)
+        rows = tables[name].rows
+        summary[name]["failed"] = sum("failed" in m for _, m in rows) / max(1, len(rows))
     atomic_write_json(config.run_dir / "metrics.json", summary)
     atomic_write_text(config.run_dir / "metrics.md", format_metrics(summary) + "\n")
     return summary

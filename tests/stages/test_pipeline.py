@@ -196,6 +196,9 @@ def test_shipped_gpu_config_runs_on_real_clips(tmp_path, cmu_dir, cpu_training):
         "lift.steps=2",
         "stage1.batch_size=4",  # five clips give fewer windows than the config's batches of 64
         "stage4.batch_size=4",
+        # two-step models generate inconsistent views: many points stay unconverged in runs longer than the
+        # default repair gap, which would count every window as failed (no mpjpe); repair any run here
+        "lift.max_gap=1000",
     ]
     settings = [f"data.source={clips}", "device=cpu", "baselines=false", "stage1.progress=false"]
     settings += ["stage4.progress=false", "stage2.progress=false", "lift.progress=false", *short]

@@ -230,7 +230,10 @@ def cmd_lift(args: argparse.Namespace) -> int:
         smpl_model=args.smpl_model,
         vposer_weights=args.vposer_weights,
         smpl_steps=args.smpl_steps,
+        input_skeleton=args.skeleton,
+        max_gap=args.max_gap,
     )
+    print(out.pop("summary"))
     for k, v in out.items():
         print(f"{k}: {v}")
     return 0
@@ -368,6 +371,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--vposer-weights", default=None, help="VPoser v1 folder (vposer_v1_0) or .pt state dict")
     sp.add_argument("--smpl-steps", type=_int_at_least(1), default=1000, help="Adam steps of the SMPL fit")
+    sp.add_argument(
+        "--skeleton",
+        default=None,
+        help="the input's joint set (coco17, body14, ...) when the file does not name it; required then",
+    )
+    sp.add_argument(
+        "--max-gap",
+        type=_int_at_least(0),
+        default=8,
+        help="interpolate a joint's runs of missing frames up to this long (frames); longer ones stay masked",
+    )
     sp.set_defaults(func=cmd_lift)
 
     prof_parser = parser(sub, "profile", "profilers")

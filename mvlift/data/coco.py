@@ -47,13 +47,14 @@ def _keypoints(ann: Any, idx: int, path: Path, num_joints: int) -> np.ndarray:
     return kp.reshape(num_joints, 3)
 
 
-def _size(value: Any, idx: int, path: Path) -> tuple[int, int]:
+def _size(value: Any, idx: int, path: Path, what: str = "annotation") -> tuple[int, int]:
     try:
         w, h = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise MocapFormatError(
-            f"{path}: annotation {idx}: 'image_size' must be [W, H], got {value!r}"
-        ) from None
+    except (TypeError, ValueError, OverflowError):
+        w = h = 0
+    if w <= 0 or h <= 0:
+        field = "'image_size'" if what == "annotation" else "'width', 'height'"
+        raise MocapFormatError(f"{path}: {what} {idx}: {field} must be positive [W, H], got {value!r}")
     return w, h
 
 
@@ -83,7 +84,7 @@ def load_coco_keypoints(path: str | Path, *, track_id: int | None = None, fps: f
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MocapFormatError(f"{path}: cannot read JSON: {e}") from e
     nj = COCO17.num_joints
     image_size: tuple[int, int] | None = None
@@ -112,12 +113,21 @@ def load_coco_keypoints(path: str | Path, *, track_id: int | None = None, fps: f
             if not isinstance(im, dict) or "id" not in im:
                 raise MocapFormatError(f"{path}: image {k}: expected an object with 'id'")
         key = "frame_id" if all("frame_id" in im for im in images) else "id"
-        order = sorted(range(len(images)), key=lambda k: images[k][key])
-        index_of_id = {images[k]["id"]: n for n, k in enumerate(order)}
-        sizes = {(im["width"], im["height"]) for im in images if "width" in im and "height" in im}
+        try:
+            order = sorted(range(len(images)), key=lambda k: images[k][key])
+            index_of_id = {images[k]["id"]: n for n, k in enumerate(order)}
+        except TypeError:
+            raise MocapFormatError(
+                f"{path}: image {key!r} values must be numbers (or strings) of one kind, got "
+                f"{sorted({type(im[key]).__name__ for im in images})}"
+            ) from None
+        sizes = {
+            _size((im["width"], im["height"]), k, path, what="image")
+            for k, im in enumerate(images)
+            if "width" in im and "height" in im
+        }
         if len(sizes) == 1:
-            w, h = sizes.pop()
-            image_size = (int(w), int(h))
+            image_size = sizes.pop()
         anns = data["annotations"]
         if not isinstance(anns, list):
             raise MocapFormatError(f"{path}: 'annotations' must be a list")
@@ -125,7 +135,7 @@ def load_coco_keypoints(path: str | Path, *, track_id: int | None = None, fps: f
         for i, ann in enumerate(anns):
             if not isinstance(ann, dict) or "image_id" not in ann:
                 raise MocapFormatError(f"{path}: annotation {i}: expected an object with 'image_id'")
-            if ann["image_id"] not in index_of_id:
+            if not isinstance(ann["image_id"], int | float | str) or ann["image_id"] not in index_of_id:
                 raise MocapFormatError(
                     f"{path}: annotation {i}: image_id {ann['image_id']!r} is not in 'images'"
                 )

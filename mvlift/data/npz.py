@@ -80,7 +80,7 @@ class _Reader:
                 self.data = {k: z[k] for k in z.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise MocapFormatError(f"{path}: cannot read npz: {e}") from e
-        version = int(self.get("format_version"))
+        version = self.parse("format_version", int, "an integer")
         if version > NPZ_FORMAT_VERSION:
             raise MocapFormatError(
                 f"{path}: format_version {version} is newer than this reader ({NPZ_FORMAT_VERSION})"
@@ -94,17 +94,30 @@ class _Reader:
             raise MocapFormatError(f"{self.path}: missing key {key!r} (keys: {sorted(self.data)})")
         return self.data[key]
 
+    def parse(self, key: str, convert: Any, expected: str) -> Any:
+        """``convert(self.get(key))``; a value it cannot take is a MocapFormatError naming the key."""
+        value = self.get(key)
+        try:
+            return convert(value)
+        except (TypeError, ValueError, OverflowError):
+            shown = np.array2string(np.asarray(value), threshold=6)
+            raise MocapFormatError(
+                f"{self.path}: {key!r} must be {expected}, got {shown} (dtype {value.dtype}, shape "
+                f"{value.shape})"
+            ) from None
+
     def skeleton(self) -> Skeleton | None:
         name = str(self.get("skeleton"))
         return SKELETONS.get(name) if name else None
 
     def fields(self) -> tuple[float, tuple[str, ...], tuple[int, ...], Skeleton | None, str]:
-        names = tuple(str(n) for n in self.get("joint_names"))
-        parents = tuple(int(p) for p in self.get("parents"))
+        names = self.parse("joint_names", lambda v: tuple(str(n) for n in v), "a list of J joint names")
+        parents = self.parse("parents", lambda v: tuple(int(p) for p in v), "a list of J integers")
         skel = self.skeleton()
         if skel is not None and skel.joint_names != names:
             skel = None
-        return float(self.get("fps")), names, parents, skel, str(self.get("source"))
+        fps = self.parse("fps", float, "a number (frames per second)")
+        return fps, names, parents, skel, str(self.get("source"))
 
 
 def load_motion_npz(path: str | Path) -> Motion:
@@ -115,7 +128,7 @@ def load_motion_npz(path: str | Path) -> Motion:
     positions = r.get("positions")
     try:
         return Motion(positions, fps, names, parents, skel, source)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         raise MocapFormatError(f"{path}: inconsistent contents: {e}") from e
 
 
@@ -123,11 +136,13 @@ def load_sequence2d_npz(path: str | Path) -> Sequence2D:
     """Read a :class:`Sequence2D` written by :func:`save_sequence2d_npz`."""
     r = _Reader(Path(path), "sequence2d")
     fps, names, parents, skel, source = r.fields()
-    size = tuple(int(v) for v in r.get("image_size"))
+    size = r.parse("image_size", lambda v: tuple(int(x) for x in v), "(W, H) integers, (0, 0) = unknown")
+    if len(size) != 2:
+        raise MocapFormatError(f"{path}: 'image_size' must be (W, H) integers, got {size}")
     keypoints, confidence = r.get("keypoints"), r.get("confidence")
     try:
         return Sequence2D(
             keypoints, confidence, fps, names, None if size == (0, 0) else size, skel, source, parents
         )
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         raise MocapFormatError(f"{path}: inconsistent contents: {e}") from e

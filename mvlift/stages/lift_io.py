@@ -1,9 +1,14 @@
 """``mvlift lift INPUT``: read one 2D sequence from a file, lift it with a trained stage-4 model, write the
 3D result (npz) and pictures (PNG strips of the generated views and of the 3D motion, the 3D motion from
-several viewpoints, and a GIF when Pillow is available)."""
+several viewpoints, and a GIF when Pillow is available).
+
+The input is checked first (:mod:`mvlift.stages.lift_input`: unnamed joint sets, non-finite values,
+joints outside the image or the canvas, gaps without detections), and what was masked, interpolated, cut
+and flagged is printed and written to ``input_report.json`` and ``lifted.npz``."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,11 +17,12 @@ import numpy as np
 import torch
 
 from mvlift._runtime import check_output_dir, resolve_device
-from mvlift.atomic import atomic_savez
+from mvlift.atomic import atomic_savez, atomic_write_json
 from mvlift.data.motion import Sequence2D
-from mvlift.data.normalize import normalize_2d
-from mvlift.data.skeletons import COCO17, Skeleton, convert, convert_confidence, get_skeleton
-from mvlift.stages.lift import LiftConfig, lift
+from mvlift.data.skeletons import get_skeleton
+from mvlift.ops import TriangulationFlag
+from mvlift.stages.lift import REPROJECTION_OUTLIER, LiftConfig, lift
+from mvlift.stages.lift_input import DEFAULT_MAX_GAP, INPUT_STATUS, format_input_report, prepare_input
 from mvlift.training.checkpoint import load_model
 
 
@@ -41,26 +47,24 @@ def read_sequence2d(path: str | Path, *, view: int = 0) -> Sequence2D:
     raise ValueError(f"input {path}: expected .npz (mvlift 2D sequence), .json (COCO) or .pkl (AIST++)")
 
 
-def _to_skeleton(seq: Sequence2D, skeleton: Skeleton) -> tuple[np.ndarray, np.ndarray]:
-    kp = np.asarray(seq.keypoints, dtype=np.float64)
-    conf = np.ones(kp.shape[:2]) if seq.confidence is None else np.asarray(seq.confidence, dtype=np.float64)
-    src = seq.skeleton if seq.skeleton is not None else (COCO17 if kp.shape[1] == 17 else None)
-    if src is None:
-        if kp.shape[1] != skeleton.num_joints:
-            raise ValueError(f"the input has {kp.shape[1]} unnamed joints; the model expects {skeleton.name}")
-        return kp, conf
-    if src.name == skeleton.name:
-        return kp, conf
-    return np.asarray(convert(kp, src, skeleton)), np.asarray(convert_confidence(conf, src, skeleton))
+_FLAG_NAMES = {
+    "degenerate": int(TriangulationFlag.DEGENERATE),
+    "behind_camera": int(TriangulationFlag.BEHIND_CAMERA),
+    "not_converged": int(TriangulationFlag.NOT_CONVERGED),
+    "reprojection_outlier": REPROJECTION_OUTLIER,
+}
 
 
-def _fit_body(result: Any, skel: Skeleton, body: tuple[Any, Any], *, steps: int, lr: float) -> dict[str, Any]:
-    """SMPL under VPoser fitted to sequence 0 of a :class:`~mvlift.stages.lift.LiftResult`, in its world frame
-    (``canonical=False``); the ``smpl_*`` entries of ``lifted.npz``."""
+def _fit_body(
+    result: Any, valid: torch.Tensor, skel: Any, body: tuple[Any, Any], *, steps: int, lr: float
+) -> dict[str, Any]:
+    """SMPL under VPoser fitted to the ``valid`` (1, T, J) joints of sequence 0 of a
+    :class:`~mvlift.stages.lift.LiftResult`, in its world frame (``canonical=False``); the ``smpl_*``
+    entries of ``lifted.npz``."""
     from mvlift.body import fit_smpl
 
     layer, vposer = body
-    X = torch.where(result.valid[..., None], result.joints3d, torch.nan)[:1].to(layer.v_template)
+    X = torch.where(valid[..., None], result.joints3d, torch.nan)[:1].to(layer.v_template)
     fit = fit_smpl(X, skel, layer, vposer, steps=steps, lr=lr, canonical=False, progress=True)
     return {
         "smpl_global_orient": fit.global_orient[0].detach().cpu().numpy(),
@@ -78,6 +82,8 @@ def lift_file(
     out_dir: str | Path,
     *,
     skeleton: str = "body14",
+    input_skeleton: str | None = None,
+    max_gap: int = DEFAULT_MAX_GAP,
     steps: int = 50,
     device: str = "auto",
     seed: int = 0,
@@ -88,9 +94,26 @@ def lift_file(
 ) -> dict[str, Any]:
     """Lift the 2D sequence in ``input_path`` and write ``out_dir/lifted.npz`` (+ PNG/GIF pictures).
 
-    ``lifted.npz`` holds ``joints3d`` (T, J, 3) metres in the inference ring's world frame (Y up; the first
-    frame's root lies at (0, 1, 0) seen from camera 0 at 3 m), ``root`` (T, 3), ``views`` (K, T, J, 2)
-    normalised, ``valid`` (T, J), ``joint_names``.
+    ``skeleton`` is the model's joint set; ``input_skeleton`` names the input's joint set when the file does
+    not (an unnamed joint set is an error, never guessed from the joint count). The input is checked,
+    masked and interpolated over gaps of at most ``max_gap`` frames by
+    :func:`mvlift.stages.lift_input.prepare_input`; its report, completed with the triangulation's point
+    counts, is written to ``out_dir/input_report.json`` (and returned, formatted, as ``summary``).
+
+    ``lifted.npz`` holds, for the T lifted frames (input frames ``frame_index`` (T,)):
+
+    - ``joints3d`` (T, J, 3) metres in the inference ring's world frame (Y up; the first frame's root lies
+      at (0, 1, 0) seen from camera 0 at 3 m): valid and repaired points; NaN elsewhere (masked frames,
+      joints without input over a long gap, flagged points that could not be repaired);
+    - ``valid`` (T, J) bool: detected in the input (not interpolated) and triangulated without a flag;
+    - ``repaired`` (T, J) bool: invalid points given a value by interpolation in time;
+    - ``frame_mask`` (T,) bool: frames lifted (False: too few joints in the input, 3D NaN);
+    - ``input_status`` (T, J) int8: what happened to each input joint, codes of ``input_status_names``
+      (:data:`mvlift.stages.lift_input.INPUT_STATUS`: detected, interpolated, or the reason it was masked);
+    - ``tri_flags`` (T, J) int32 (:class:`mvlift.ops.TriangulationFlag` bits | 8 for a reprojection
+      outlier, :data:`mvlift.stages.lift.REPROJECTION_OUTLIER`) and ``tri_rms`` (T, J) (normalised units);
+    - ``root`` (T, 3), ``views`` (K, T, J, 2) normalised (view 0 = the model's input, with fillers at masked
+      joints), ``joint_names``, and ``input_report`` (the JSON report as a string).
 
     With ``smpl_model`` (an SMPL ``.pkl``; the skeleton must be one SMPL maps to,
     ``mvlift.body.SMPL_SKELETONS``) SMPL is then fitted under the VPoser prior to the triangulated joints
@@ -122,12 +145,6 @@ def lift_file(
                 stacklevel=2,
             )
     seq = read_sequence2d(input_path)
-    kp, conf = _to_skeleton(seq, skel)
-    canvas = tuple(seq.image_size) if seq.image_size is not None else (1920, 1080)
-    x, params = normalize_2d(torch.as_tensor(kp), root=skel.root, canvas=canvas, conf=torch.as_tensor(conf))
-    x = torch.nan_to_num(x, nan=0.0)  # missing joints (confidence 0)
-    if x.shape[0] < 2:
-        raise ValueError(f"{input_path}: fewer than 2 frames left after the in-canvas cut")
     model = load_model(model_path, device=dev)
     if model.config.kind != "multiview":
         raise ValueError(
@@ -139,42 +156,75 @@ def lift_file(
             f"the model was trained on {model.config.num_joints} joints, the input gives {skel.num_joints} "
             f"({skel.name})"
         )
-    T = min(x.shape[0], model.config.max_frames)
-    if T < x.shape[0]:
-        warnings.warn(
-            f"{input_path}: {x.shape[0]} frames after the in-canvas cut, but the model covers at most "
-            f"{model.config.max_frames}; lifting the first {T} frames",
-            stacklevel=2,
-        )
-    x_in = x[:T].to(dev, torch.float32)[None]
-    check_output_dir(out_dir, where="--out")  # once the inputs are known good, before the work
-    result = lift(
-        model, x_in, LiftConfig(steps=steps, seed=seed, num_views=model.config.num_views), root=skel.root
+    prep = prepare_input(
+        seq,
+        skel,
+        input_skeleton=input_skeleton,
+        max_gap=max_gap,
+        max_frames=model.config.max_frames,
+        where=str(input_path),
     )
+    check_output_dir(out_dir, where="--out")  # once the inputs are known good, before the work
+    config = LiftConfig(steps=steps, seed=seed, num_views=model.config.num_views, max_gap=max_gap)
+    result = lift(
+        model,
+        prep.x.to(dev, torch.float32)[None],
+        config,
+        mask=prep.mask.to(dev)[None],
+        conf=prep.used.to(dev, torch.float32)[None],
+        root=skel.root,
+    )
+    valid = result.valid[0].cpu() & ~prep.interpolated
+    joints3d = result.joints3d[0].cpu().numpy()
+    flags = result.flags[0].cpu()
+    counted = prep.used & prep.mask[:, None]  # the points lifting was asked for
+    report = dict(prep.report)
+    report["points_flagged"] = {
+        k: int((((flags & bit) != 0) & counted).sum()) for k, bit in _FLAG_NAMES.items()
+    }
+    report["points_repaired"] = int(result.repaired[0].cpu().sum())
+    report["points_invalid"] = int((~np.isfinite(joints3d).all(-1) & prep.mask.numpy()[:, None]).sum())
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     arrays = {
-        "joints3d": result.joints3d[0].cpu().numpy(),
+        "joints3d": joints3d,
         "root": result.root[0].cpu().numpy(),
         "views": result.views[0].cpu().numpy(),
-        "valid": result.valid[0].cpu().numpy(),
+        "valid": valid.numpy(),
+        "repaired": result.repaired[0].cpu().numpy(),
+        "frame_mask": prep.mask.numpy(),
+        "frame_index": prep.frame_index,
+        "input_status": prep.status,
+        "input_status_names": np.asarray(INPUT_STATUS),
+        "tri_flags": flags.numpy(),
+        "tri_rms": result.rms[0].cpu().numpy(),
         "joint_names": np.asarray(skel.joint_names),
+        "input_report": np.asarray(json.dumps(report)),
     }
     if body is not None:
-        arrays.update(_fit_body(result, skel, body, steps=smpl_steps, lr=smpl_lr))
+        arrays.update(_fit_body(result, valid[None], skel, body, steps=smpl_steps, lr=smpl_lr))
     atomic_savez(out / "lifted.npz", arrays)
+    atomic_write_json(out / "input_report.json", report)
     from mvlift.viz import gif_available, save_gif, save_sequence_png, save_viewpoints_png
 
-    written = {"lifted": str(out / "lifted.npz"), "frames": f"{T} of {x.shape[0]}"}
+    written = {
+        "lifted": str(out / "lifted.npz"),
+        "report": str(out / "input_report.json"),
+        "frames": f"{report['frames_lifted']} of {report['frames_read']}",
+        "summary": format_input_report(report),
+    }
     for k in range(result.views.shape[1]):
         p = save_sequence_png(
             out / f"view{k}.png", arrays["views"][k], skel, normalized=True, title=f"view {k}"
         )
         written[f"view{k}"] = str(p)
-    written["motion3d"] = str(save_sequence_png(out / "motion3d.png", arrays["joints3d"], skel, title="3D"))
+    if not np.isfinite(joints3d).any():
+        warnings.warn(f"{input_path}: no 3D point could be lifted; no 3D pictures", stacklevel=2)
+        return written
+    written["motion3d"] = str(save_sequence_png(out / "motion3d.png", joints3d, skel, title="3D"))
     written["viewpoints"] = str(
-        save_viewpoints_png(out / "motion3d_viewpoints.png", arrays["joints3d"], skel, title="3D motion")
+        save_viewpoints_png(out / "motion3d_viewpoints.png", joints3d, skel, title="3D motion")
     )
     if gif_available():
-        written["gif"] = str(save_gif(out / "motion3d.gif", arrays["joints3d"], skel, stride=2))
+        written["gif"] = str(save_gif(out / "motion3d.gif", joints3d, skel, stride=2))
     return written

@@ -178,12 +178,9 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_data_show(args: argparse.Namespace) -> int:
-    import math
-
     import numpy as np
     import torch
 
-    from mvlift.geometry import ring_cameras
     from mvlift.viz import save_sequence_png
 
     path = Path(args.input)
@@ -193,6 +190,7 @@ def cmd_data_show(args: argparse.Namespace) -> int:
         seq = load_sequence2d_npz(path)
         kp = np.asarray(seq.keypoints)
         skeleton = seq.skeleton if seq.skeleton is not None else seq.parents
+        image_size = seq.image_size
     else:
         from mvlift.data import load_mocap
 
@@ -203,18 +201,75 @@ def cmd_data_show(args: argparse.Namespace) -> int:
             motion = motion.to_skeleton(get_skeleton(args.skeleton))
         skeleton = motion.skeleton if motion.skeleton is not None else motion.parents
         X = torch.as_tensor(motion.positions[:: max(1, round(motion.fps / 30))])
-        root = X[0].mean(0)
-        cams = ring_cameras(
-            1,
-            radius=args.distance,
-            start_azimuth=math.radians(args.azimuth),
-            look_at=root,
-            dtype=torch.float64,
-        )
-        kp = cams.project(X)[0].numpy()
-    save_sequence_png(args.out, kp, skeleton, num_frames=args.frames, title=path.name)
+        kp, note = _show_projection(X, args.azimuth, args.distance, where=str(path))
+        image_size = _SHOW_IMAGE
+        print(note)
+    save_sequence_png(args.out, kp, skeleton, num_frames=args.frames, title=path.name, image_size=image_size)
     print(f"wrote {args.out}")
     return 0
+
+
+_SHOW_IMAGE = (1920, 1080)  # the `data show` camera: 1920 x 1080 pixels, focal 1000 px
+_SHOW_NEAR = 0.1  # metres: joints closer to the camera plane (or behind it) are not drawn
+
+
+def _show_projection(X, azimuth: float, distance: float | None, *, where: str):  # noqa: ANN001, ANN202
+    """``data show``'s view of a 3D clip X (T, J, 3) metres: pixels (T, J, 2) and a line on the camera.
+
+    A horizontal camera at ``azimuth`` (degrees) looks at the centre of the clip's bounding box (all frames).
+    Without ``distance`` it stands far enough to see every joint of every frame in the image (at least 3 m).
+    With ``distance`` (metres) frames with a joint behind the camera or within 0.1 m of its plane are left out
+    of the picture (NaN) with a warning.
+    """
+    import math
+    import warnings
+
+    import torch
+
+    from mvlift.geometry import ring_cameras
+
+    X = torch.as_tensor(X, dtype=torch.float64)
+    finite = torch.isfinite(X).all(-1)
+    if not bool(finite.any()):
+        raise ValueError(f"{where}: the clip has no finite joint position to show")
+    pts = X[finite]
+    centre = (pts.amin(0) + pts.amax(0)) / 2
+    W, H = _SHOW_IMAGE
+    focal = 1000.0
+    if distance is None:
+        r_h = float((pts[:, [0, 2]] - centre[[0, 2]]).norm(dim=-1).max())
+        r_v = float((pts[:, 1] - centre[1]).abs().max())
+        # every joint lies within r_h of the look-at axis horizontally: depth >= d - r_h, and its image
+        # offset from the centre is at most focal * r / (d - r_h); keep it inside 90% of the half image.
+        fit = r_h + max(focal * r_h / (0.45 * W), focal * r_v / (0.45 * H), _SHOW_NEAR)
+        distance = max(3.0, fit)
+        how = "fits the whole clip"
+    else:
+        how = "as given"
+    if not (math.isfinite(distance) and distance > 0):
+        raise ValueError(f"--distance must be a finite number of metres > 0, got {distance!r}")
+    cams = ring_cameras(
+        1,
+        radius=distance,
+        start_azimuth=math.radians(azimuth),
+        look_at=centre,
+        focal=focal,
+        image_size=_SHOW_IMAGE,
+        dtype=torch.float64,
+    )
+    kp = cams.project(X)[0]
+    near = (cams.depth(X)[0] <= _SHOW_NEAR) & finite
+    bad = near.any(-1)
+    if bool(bad.any()):
+        warnings.warn(
+            f"{where}: {int(bad.sum())} of {X.shape[0]} frames have joints behind the camera (or within "
+            f"{_SHOW_NEAR} m of it) at --distance {distance:g} m; they are left out of the picture (omit "
+            f"--distance for a camera that sees the whole clip)",
+            stacklevel=2,
+        )
+        kp[bad] = torch.nan
+    note = f"camera: azimuth {azimuth:g} deg, {distance:.2f} m from the clip's centre ({how})"
+    return kp.numpy(), note
 
 
 def cmd_lift(args: argparse.Namespace) -> int:
@@ -348,7 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("input", help="a mocap file (.amc/.bvh/.npz motion) or a 2D sequence .npz")
     sp.add_argument("--out", required=True, help="PNG path")
     sp.add_argument("--azimuth", type=float, default=0.0, help="camera azimuth, degrees")
-    sp.add_argument("--distance", type=float, default=3.0, help="camera distance, metres")
+    sp.add_argument(
+        "--distance",
+        type=float,
+        default=None,
+        help="camera distance from the clip's centre, metres (default: far enough to see the whole clip)",
+    )
     sp.add_argument("--frames", type=int, default=6, help="frames in the strip")
     sp.add_argument(
         "--skeleton",

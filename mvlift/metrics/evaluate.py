@@ -56,6 +56,18 @@ def _limbs_or_none(skeleton: Any, num_joints: int) -> tuple[tuple[int, int], ...
         return None
 
 
+def _fill_masked(x: Any, mask: Any) -> Any:
+    """x (T, J, 3) with every masked frame replaced by the nearest valid frame (ties: the earlier one)."""
+    import torch
+
+    if bool(mask.all()) or not bool(mask.any()):
+        return x
+    t = torch.arange(mask.shape[0], device=x.device)
+    valid = t[mask]
+    nearest = valid[(t[:, None] - valid[None, :]).abs().argmin(dim=1)]
+    return x[nearest]
+
+
 def evaluate_sequence(
     pred: Any,
     gt: Any,
@@ -137,6 +149,9 @@ def evaluate_sequence(
         raise ValueError(f"evaluate_sequence takes one sequence (T, J, 3), got shape {tuple(pred.shape)}")
     j = pred.shape[-2]
     m = check_mask(mask, pred.shape[:-2], pred.device)
+    # Masked frames never count, but a weighted mean of NaN * 0 is NaN: give them the nearest valid frame's
+    # values (lifting leaves NaN in frames it was not given, e.g. after the input's canvas cut).
+    pred, gt = _fill_masked(pred, m), _fill_masked(gt, m)
     if root is None and skeleton is not None:
         root = skeleton
     r = resolve_root(root, j)

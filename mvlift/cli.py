@@ -132,6 +132,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    import json
+
+    from mvlift.stages.diagnostics import diagnose, format_diagnostics
+    from mvlift.stages.pipeline import PipelineConfig
+
+    run = Path(args.run)
+    saved = run / "config.json"
+    if not saved.is_file():
+        raise SystemExit(
+            f"mvlift diagnose: {saved} not found: RUN must be a run folder that mvlift run wrote"
+        )
+    data = json.loads(saved.read_text())
+    data["out_dir"] = str(run)
+    cfg = PipelineConfig.from_dict(data)
+    diag = diagnose(cfg, max_windows=args.windows)
+    print(format_diagnostics(diag))
+    print(f"\nWritten: {run}/diagnostics.json and {run}/diagnostics.md")
+    return 0
+
+
 def _step(name: str):  # noqa: ANN202
     def run(args: argparse.Namespace) -> int:
         from mvlift.stages.pipeline import format_metrics, run_pipeline
@@ -366,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps",
         default=None,
         metavar="STEP,...",
-        help="run only these steps, in pipeline order: data, stage1, stage2_3, stage4, eval (default: all)",
+        help="run only these steps, in pipeline order: data, stage1, stage2_3, stage4, eval, diagnose "
+        "(default: all; diagnose when the config's diagnostics is true)",
     )
     sp.set_defaults(func=cmd_run)
     for name, text in (
@@ -379,6 +401,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp = parser(sub, name, text)
         common(sp)
         sp.set_defaults(func=_step(name))
+
+    sp = parser(sub, "diagnose", "per-stage diagnostics of a run whose data has 3D (diagnostics.json/.md)")
+    sp.add_argument("run", help="a run folder written by mvlift run (holds config.json)")
+    sp.add_argument(
+        "--windows", type=_int_at_least(1), default=64, help="at most this many windows per stage"
+    )
+    sp.set_defaults(func=cmd_diagnose)
 
     data_parser = parser(sub, "data", "prepare or plot datasets")
     data = data_parser.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
@@ -420,7 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = parser(sub, "lift", "one 2D sequence -> 3D joints + root trajectory (+ pictures)")
     sp.add_argument("input", help="2D sequence: our .npz, COCO keypoint JSON or AIST++ keypoints2d pickle")
     sp.add_argument(
-        "--model", required=True, help="the stage-4 (multi-view) model: RUN/stage4, or one of its checkpoints"
+        "--model",
+        default=None,
+        help="the stage-4 (multi-view) model: RUN/stage4, or one of its checkpoints (default: the model "
+        "shipped in the package, trained on CMU clips by mvlift/configs/cmu_cpu.yaml; see its MODEL_CARD.md)",
     )
     sp.add_argument("--out", required=True, help="output folder (created; checked before any work)")
     sp.add_argument("--steps", type=_int_at_least(1), default=50, help="DDIM steps")

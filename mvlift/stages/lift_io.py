@@ -78,7 +78,7 @@ def _fit_body(
 
 def lift_file(
     input_path: str | Path,
-    model_path: str | Path,
+    model_path: str | Path | None,
     out_dir: str | Path,
     *,
     skeleton: str = "body14",
@@ -145,6 +145,13 @@ def lift_file(
                 stacklevel=2,
             )
     seq = read_sequence2d(input_path)
+    if model_path is None:  # the model shipped in the package (mvlift/pretrained/MODEL_CARD.md)
+        from mvlift.pretrained import PRETRAINED, pretrained_path
+
+        model_path = pretrained_path("stage4")
+        model_name = f"shipped {PRETRAINED} stage-4 model ({model_path})"
+    else:
+        model_name = str(model_path)
     model = load_model(model_path, device=dev)
     if model.config.kind != "multiview":
         raise ValueError(
@@ -211,6 +218,7 @@ def lift_file(
         "lifted": str(out / "lifted.npz"),
         "report": str(out / "input_report.json"),
         "frames": f"{report['frames_lifted']} of {report['frames_read']}",
+        "model": model_name,
         "summary": format_input_report(report),
     }
     for k in range(result.views.shape[1]):

@@ -72,6 +72,10 @@ class DataConfig:
         eval_every: mocap only: hold out every n-th file (sorted by name), starting with the second.
         max_frames: mocap only: read at most this many frames per file (None = all).
         window, min_length, fps: windowing (the paper: 120 frames at 30 fps, shorter than 60 dropped).
+        stride: training windows only: frames between window starts (None = ``window``, no overlap);
+            a smaller stride gives more, overlapping single-view windows per clip.
+        cameras_per_window: training windows only: random cameras each window is seen from (each view is
+            one more single-view 2D sequence; the evaluation set always uses one camera per window).
         noise_px, drop_prob: detector-like noise on the 2D (pixels, joint drop probability).
         seed: seeds clip generation, cameras and noise.
     """
@@ -87,6 +91,8 @@ class DataConfig:
     window: int = 120
     min_length: int = 60
     fps: float = 30.0
+    stride: int | None = None
+    cameras_per_window: int = 1
     noise_px: float = 0.0
     drop_prob: float = 0.0
     seed: int = 0
@@ -105,6 +111,8 @@ class DataConfig:
             "noise_px": at_least(0),
             "drop_prob": in_range(0.0, 1.0, hi_open=True),
             "seed": at_least(0),
+            "stride": one,
+            "cameras_per_window": one,
         }
         check_fields(self, rules)
         try:
@@ -175,6 +183,13 @@ class PipelineConfig:
             the pipeline).
         stage2: :class:`mvlift.stages.stage2.Stage2Config`.
         stage2_batch: sequences optimised together (one shard of synthetic data).
+        stage2_windows: how many training windows stages 2 and 3 turn into synthetic data (evenly spaced
+            over the training set; None = all). Stage 1 still trains on every window.
+        threads: torch intra-op CPU threads for the whole run; 0 = automatic: every core when the machine
+            is otherwise idle, else one (on a shared 2-core machine two threads were 7x slower per
+            training step than one).
+        diagnostics: after evaluation, write the per-stage diagnostics (``diagnostics.json``/``.md``,
+            :mod:`mvlift.stages.diagnostics`; the data source must have 3D, as mocap and procedural do).
         stage3: :class:`mvlift.stages.stage3.Stage3Config`.
         lift: :class:`mvlift.stages.lift.LiftConfig` for evaluation.
         baselines: also evaluate the stage-1-only and stage-2-only ablations and the single-view optimisation
@@ -189,6 +204,9 @@ class PipelineConfig:
     stage1: TrainConfig = field(default_factory=lambda: TrainConfig(max_steps=600_000))
     stage2: Stage2Config = field(default_factory=Stage2Config)
     stage2_batch: int = 64
+    stage2_windows: int | None = None
+    threads: int = 0
+    diagnostics: bool = True
     stage3: Stage3Config = field(default_factory=Stage3Config)
     stage4: TrainConfig = field(default_factory=lambda: TrainConfig(max_steps=50_000))
     lift: LiftConfig = field(default_factory=LiftConfig)
@@ -196,7 +214,9 @@ class PipelineConfig:
     single_view_vposer: VPoserBaselineConfig = field(default_factory=VPoserBaselineConfig)
 
     def __post_init__(self) -> None:
-        check_fields(self, {"stage2_batch": at_least(1)})
+        check_fields(
+            self, {"stage2_batch": at_least(1), "stage2_windows": at_least(1), "threads": at_least(0)}
+        )
         if check_device_name(self.device) is not None:
             raise ConfigError(
                 "PipelineConfig", "device", f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
@@ -258,6 +278,9 @@ class PipelineConfig:
             "stage1": self.stage1.to_dict(),
             "stage2": self.stage2.to_dict(),
             "stage2_batch": self.stage2_batch,
+            "stage2_windows": self.stage2_windows,
+            "threads": self.threads,
+            "diagnostics": self.diagnostics,
             "stage3": self.stage3.to_dict(),
             "stage4": self.stage4.to_dict(),
             "lift": self.lift.to_dict(),
@@ -418,7 +441,14 @@ def prepare_data(config: PipelineConfig) -> dict[str, Any]:
         noise_px=cfg.noise_px,
         drop_prob=cfg.drop_prob,
     )
-    manifest = build_singleview_dataset(train, out / "train", seed=cfg.seed, **common)
+    manifest = build_singleview_dataset(
+        train,
+        out / "train",
+        seed=cfg.seed,
+        stride=cfg.stride,
+        cameras_per_window=cfg.cameras_per_window,
+        **common,
+    )
     build_singleview_dataset(evals, out / "eval", seed=cfg.seed + 1, **common)
     return manifest
 
@@ -445,11 +475,20 @@ def train_stage1(config: PipelineConfig) -> torch.nn.Module:
     return load_model(out, device=device)
 
 
+def stage2_window_indices(n: int, limit: int | None) -> np.ndarray:
+    """The training windows stages 2 and 3 use: ``limit`` evenly spaced indices of ``range(n)`` (all when
+    ``limit`` is None or >= n), sorted, int64."""
+    if limit is None or limit >= n:
+        return np.arange(n, dtype=np.int64)
+    return np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
+
+
 def run_stage2_3(config: PipelineConfig, stage1_model: torch.nn.Module | None = None) -> Path:
     """Step 3: stages 2 and 3 over the training windows, one shard per ``stage2_batch`` windows (resumes).
 
     Each shard holds ``views`` (B, 4, T, J, 2), ``F`` (B, 4, 4, 3, 3), ``joints3d`` (B, T, J, 3), ``mask``
-    (B, T) and ``stage2_views`` (B, 6, T, J, 2).
+    (B, T), ``stage2_views`` (B, 6, T, J, 2) and ``window_index`` (B,) (the training window each row was
+    made from; ``config.stage2_windows`` picks an evenly spaced subset).
     """
     from mvlift.data.singleview import load_singleview_dataset
 
@@ -459,23 +498,27 @@ def run_stage2_3(config: PipelineConfig, stage1_model: torch.nn.Module | None = 
         stage1_model = load_model(_needed(config, "stage1", "stage2_3"), device=device)
     model = stage1_model.to(device).eval()
     skel = _skeleton(config.data.skeleton)
-    n = len(data)
+    windows = stage2_window_indices(len(data), config.stage2_windows)
+    n = len(windows)
     bs = config.stage2_batch
     num_shards = math.ceil(n / bs)
     job = {"stage2": config.stage2.to_dict(), "stage3": config.stage3.to_dict(), "batch": bs, "n": n}
+    if config.stage2_windows is not None:
+        job["windows"] = config.stage2_windows
     out = config.run_dir / "synthetic"
     rank, world = _rank_and_world()
     writer = ShardedWriter(out, num_shards, job, rank=rank, world_size=world)
-    x_all = torch.as_tensor(data.keypoints, dtype=torch.float32)
-    m_all = torch.as_tensor(data.mask)
-    c_all = torch.as_tensor(data.conf, dtype=torch.float32)
+    x_all = torch.as_tensor(data.keypoints[windows], dtype=torch.float32)
+    m_all = torch.as_tensor(data.mask[windows])
+    c_all = torch.as_tensor(data.conf[windows], dtype=torch.float32)
+    w_all = torch.as_tensor(windows, dtype=torch.int64)
     schedule = CosineSchedule()
 
     def make_shard(index: int) -> dict[str, torch.Tensor]:
         sl = slice(index * bs, min(n, (index + 1) * bs))
         x, m, c = x_all[sl].to(device), m_all[sl].to(device), c_all[sl].to(device)
         s2 = dataclasses.replace(config.stage2, seed=config.stage2.seed + index)
-        res = optimize_views(model, schedule, x, s2, mask=m, conf=c)
+        res = optimize_views(model, schedule, x, s2, mask=m, conf=c, skeleton=skel)
         s3 = dataclasses.replace(config.stage3, seed=config.stage3.seed + index)
         gen = torch.Generator().manual_seed(s3.seed)
         syn = synthesize(
@@ -487,6 +530,7 @@ def run_stage2_3(config: PipelineConfig, stage1_model: torch.nn.Module | None = 
             "joints3d": syn["joints3d"].float(),
             "mask": syn["mask"],
             "stage2_views": res.views.float(),
+            "window_index": w_all[sl],
         }
 
     writer.run(make_shard, desc=f"stage2+3 (rank {rank}/{world})" if world > 1 else "stage2+3")
@@ -634,6 +678,7 @@ def evaluate(
             config.stage2,
             mask=mask,
             conf=torch.as_tensor(data.conf, dtype=torch.float32, device=device),
+            skeleton=skel,
         )
         X = triangulate_repaired(s2.views, s2.cameras, config.lift, mask=mask, refine_iters=refine)[0]
         preds["stage2_only"] = X.float()
@@ -730,28 +775,77 @@ def format_metrics(summary: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def set_threads(threads: int = 0) -> int:
+    """Set torch's intra-op CPU threads and return the count.
+
+    ``threads > 0`` is taken as given. ``0`` picks automatically: every core when the 1-minute load
+    average says the machine is otherwise idle (< 0.5), else one thread, since on a shared machine torch's
+    threads wait for each other at every parallel region (a stage-1 training step on 2 cores was 7x slower
+    with two threads than with one while another process ran)."""
+    import os
+
+    if threads <= 0:
+        cores = os.cpu_count() or 1
+        try:
+            busy = os.getloadavg()[0] >= 0.5
+        except OSError:  # no load average on this platform
+            busy = False
+        threads = 1 if busy else cores
+    torch.set_num_threads(threads)
+    return threads
+
+
 def run_pipeline(config: PipelineConfig, *, steps: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Run the steps in order (all by default): data, stage1, stage2_3, stage4, eval."""
-    all_steps = ("data", "stage1", "stage2_3", "stage4", "eval")
-    steps = steps or all_steps
+    """Run the steps in order (all by default): data, stage1, stage2_3, stage4, eval, diagnose.
+
+    ``diagnose`` (:func:`mvlift.stages.diagnostics.diagnose`) runs by default when ``config.diagnostics``;
+    named explicitly in ``steps`` it always runs."""
+    all_steps = ("data", "stage1", "stage2_3", "stage4", "eval", "diagnose")
+    explicit = steps is not None
+    if steps is None:
+        steps = all_steps if config.diagnostics else all_steps[:-1]
     bad = [s for s in steps if s not in all_steps]
     if bad:
         raise ValueError(f"unknown steps {bad}; known: {all_steps}")
     config.resolved_device()  # a missing device (cuda without CUDA) fails here, before any work
     check_output_dir(config.run_dir, where="out_dir")
     atomic_write_json(config.run_dir / "config.json", config.to_dict())
+    previous_threads = torch.get_num_threads()
+    set_threads(config.threads)
+    try:
+        return _run_steps(config, steps, explicit)
+    finally:
+        torch.set_num_threads(previous_threads)  # a library call leaves the caller's setting as it was
+
+
+def _run_steps(config: PipelineConfig, steps: tuple[str, ...], explicit: bool) -> dict[str, Any]:
+    """Run the steps, timing each; the wall seconds of every step run are merged into ``timings.json``."""
     out: dict[str, Any] = {}
-    m1 = m4 = None
+    models: dict[str, torch.nn.Module | None] = {"m1": None, "m4": None}
+    timings_path = config.run_dir / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+
+    def timed(name: str, fn: Any) -> Any:
+        t0 = time.perf_counter()
+        result = fn()
+        timings[name] = {"seconds": round(time.perf_counter() - t0, 1), "threads": torch.get_num_threads()}
+        atomic_write_json(timings_path, timings)
+        return result
+
     if "data" in steps:
-        out["data"] = prepare_data(config)
+        out["data"] = timed("data", lambda: prepare_data(config))
     if "stage1" in steps:
-        m1 = train_stage1(config)
+        models["m1"] = timed("stage1", lambda: train_stage1(config))
     if "stage2_3" in steps:
-        out["synthetic"] = str(run_stage2_3(config, m1))
+        out["synthetic"] = str(timed("stage2_3", lambda: run_stage2_3(config, models["m1"])))
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.barrier()  # every rank's shards are written before stage 4 reads them
     if "stage4" in steps:
-        m4 = train_stage4(config)
+        models["m4"] = timed("stage4", lambda: train_stage4(config))
     if "eval" in steps:
-        out["metrics"] = evaluate(config, m4, m1)
+        out["metrics"] = timed("eval", lambda: evaluate(config, models["m4"], models["m1"]))
+    if "diagnose" in steps and (explicit or config.diagnostics):
+        from mvlift.stages.diagnostics import diagnose
+
+        out["diagnostics"] = timed("diagnose", lambda: diagnose(config))
     return out

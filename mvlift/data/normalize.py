@@ -9,7 +9,9 @@ Rule (METHOD.md "2D normalisation", as the authors' code does it):
 2. It is translated so that the first frame's root lands on the canvas centre (W / 2, H / 2).
 3. Coordinates map to the normalized frame per axis: ``x_n = 2 u / W - 1``, ``y_n = 2 v / H - 1``.
 4. The sequence is cut at the first frame in which a joint leaves the canvas (u <= 0, u >= W, v <= 0 or
-   v >= H, i.e. ``|x_n| >= 1`` or ``|y_n| >= 1``).
+   v >= H, i.e. ``|x_n| >= 1`` or ``|y_n| >= 1``). The training data keeps this cut
+   (:mod:`mvlift.data.singleview`); ``mvlift lift`` does not cut user input but masks the off-canvas joint
+   alone (:mod:`mvlift.stages.lift_input`).
 
 Joints with zero confidence are ignored in the bounding box, the root and the out-of-canvas test (their
 coordinates are still transformed, and may be NaN). In canvas pixels the map is

@@ -40,7 +40,12 @@ LOG2E = 1.4426950408889634  # 1 / ln(2)
 
 # Candidate launch configurations of the compiled kernels, pruned per (K, D, dtype) by `_prune`.
 _BLOCK_MS, _WARPS = (1, 2, 4, 8, 16), (1, 2, 4)
-_FWD_CONFIGS = [triton.Config({"BLOCK_M": bm}, num_warps=w, num_stages=1) for bm in _BLOCK_MS for w in _WARPS]
+# The forward also has 8-warp candidates, which the prune keeps only when no config of 1-4 warps is within
+# the register budget: for K = 16, D = 128 in float32 every 4-warp config holds 16 x 16 values per thread and
+# spilled 56 bytes. (Elsewhere 8-warp configs spilled 8-24 bytes where 4 warps did not.)
+_FWD_CONFIGS = [
+    triton.Config({"BLOCK_M": bm}, num_warps=w, num_stages=1) for bm in _BLOCK_MS for w in (*_WARPS, 8)
+]
 _BWD_CONFIGS = [
     triton.Config({"BLOCK_M": bm, "CHUNK": c}, num_warps=w, num_stages=1)
     for bm in _BLOCK_MS
@@ -69,12 +74,22 @@ def _registers_ok(
     and values, the backward five tiles plus the prefetched queries and output gradients of one CHUNK.
 
     A backward whose rows span several warps (``in_warp`` False: its token sums go through shared memory)
-    gets a tighter bound, 400 instead of 480: at 416 (16 values per thread, 16 bytes of CHUNK prefetch per
-    value) such configs spilled 8-32 bytes (K = 16, D = 64 fp32, BLOCK_M 2 / 4 warps / CHUNK 4; K = 8,
-    D = 128 bf16, CHUNK 8 at 1 / 2 and 2 / 4) where the in-warp K = 8, D = 64 configs did not."""
+    gets a tighter bound, 400 instead of 480, and at most 4 queries per CHUNK: at 416 (16 values per
+    thread, 16 bytes of CHUNK prefetch per value) such configs spilled 8-32 bytes (K = 16, D = 64 fp32,
+    BLOCK_M 2 / 4 warps / CHUNK 4; K = 8, D = 128 bf16, CHUNK 8 at 1 / 2 and 2 / 4), and with CHUNK 6 to
+    16 already at 272-352 (K = 12 and 16, D = 64, 16-bit, CHUNK = K; K = 6, D = 128 fp16, CHUNK 6), where
+    the in-warp K = 8, D = 64 configs did not."""
     if which == "fwd":
         return per_thread * triton.next_power_of_2(k) * elem_size <= 512
-    return per_thread * (10 + chunk * elem_size) <= (480 if in_warp else 400)
+    if in_warp:
+        return per_thread * (10 + chunk * elem_size) <= 480
+    return chunk <= 4 and per_thread * (10 + chunk * elem_size) <= 400
+
+
+#: (which, K, D, element size, BLOCK_M, num_warps) that ptxas 13.0 spills although they are inside the
+#: budget, found by ``benchmarks/compile_kernels.py --set full`` and never kept: K = 3, D = 32 fp32 on
+#: sm_90 (8 bytes at 40 registers; not on sm_80), K = 2, D = 128 fp32 at BLOCK_M 8 on sm_80 (8 bytes).
+_PTXAS_SPILLS = {("fwd", 3, 32, 4, 4, 2), ("fwd", 3, 32, 4, 8, 4), ("fwd", 2, 128, 4, 8, 1)}
 
 
 def _prune(which: str):
@@ -101,6 +116,8 @@ def _kept_configs(
             cands[key] = triton.Config(meta, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     rated = {}  # config -> (rows inside a warp, no idle lanes, within the register budget, values/thread)
     for (bm, w, chunk), cfg in cands.items():
+        if (which, k, d, elem_size, bm, w) in _PTXAS_SPILLS:
+            continue
         in_warp, per_thread, vec = _layout(bm, w, k, d, elem_size)
         rated[cfg] = (
             in_warp,
@@ -108,13 +125,14 @@ def _kept_configs(
             _registers_ok(which, per_thread, k, chunk, elem_size, in_warp),
             per_thread,
         )
-    kept = [c for c, r in rated.items() if r[0] and r[1] and r[2]]
+    kept = [c for c, r in rated.items() if r[0] and r[1] and r[2] and c.num_warps <= 4]
     if not kept:  # tiny K x D: lanes idle at any size; take the fullest tile within the budget
-        small = [c for c, r in rated.items() if r[0] and r[2]]
+        small = [c for c, r in rated.items() if r[0] and r[2] and c.num_warps <= 4]
         if small:
             kept = [max(small, key=lambda c: (rated[c][3], c.kwargs["BLOCK_M"], -c.num_warps))]
     if not kept:  # large K x D: rows across warps (shared-memory reductions), or the fewest values/thread
-        kept = [c for c, r in rated.items() if r[1] and r[2]]
+        kept = [c for c, r in rated.items() if r[1] and r[2] and c.num_warps <= 4]
+        kept = kept or [c for c, r in rated.items() if r[1] and r[2]]  # 8 warps: the last resort
         kept = kept or [min(rated, key=lambda c: (rated[c][3], c.kwargs["BLOCK_M"]))]
     return kept
 

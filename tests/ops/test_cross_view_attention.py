@@ -320,19 +320,27 @@ def test_cuda_bf16_parity_with_sdpa(seed, n_views):
 
 
 def test_prune_drops_the_configs_that_spilled():
-    """The backward configs that ptxas spilled on sm_90 (benchmarks/compile_kernels.py --set full) are no
-    longer kept: K = 16, D = 64 fp32 with BLOCK_M 2 / 4 warps / CHUNK 4, and K = 8, D = 128 bf16 with CHUNK 8
-    at (BLOCK_M, warps) = (1, 2) and (2, 4)."""
+    """Configs that ptxas spilled on sm_90 (benchmarks/compile_kernels.py --set full) are no longer kept:
+    backward K = 16, D = 64 fp32 with BLOCK_M 2 / 4 warps / CHUNK 4; K = 8, D = 128 bf16 with CHUNK 8 at
+    (BLOCK_M, warps) = (1, 2) and (2, 4); rows across warps with CHUNK > 4 (K = 12 and 16, D = 64, 16-bit;
+    K = 6, D = 128 fp16); forward K = 16, D = 128 fp32 at 4 warps (8 warps now); the two ptxas quirks of
+    K = 3, D = 32 fp32."""
     from mvlift.kernels import cross_view_attention as kern
 
-    def kept(k, d, elem):
+    def kept(which, k, d, elem):
+        configs = kern._FWD_CONFIGS if which == "fwd" else kern._BWD_CONFIGS
         return {
-            (c.kwargs["BLOCK_M"], c.num_warps, c.kwargs["CHUNK"])
-            for c in kern._kept_configs("bwd", kern._BWD_CONFIGS, k, d, elem)
+            (c.kwargs["BLOCK_M"], c.num_warps, c.kwargs.get("CHUNK"))
+            for c in kern._kept_configs(which, configs, k, d, elem)
         }
 
-    assert (2, 4, 4) not in kept(16, 64, 4) and kept(16, 64, 4)
-    assert not {(1, 2, 8), (2, 4, 8)} & kept(8, 128, 2) and kept(8, 128, 2)
+    assert (2, 4, 4) not in kept("bwd", 16, 64, 4) and kept("bwd", 16, 64, 4)
+    assert not {(1, 2, 8), (2, 4, 8)} & kept("bwd", 8, 128, 2) and kept("bwd", 8, 128, 2)
+    assert (1, 4, 12) not in kept("bwd", 12, 64, 2) and (1, 4, 16) not in kept("bwd", 16, 64, 2)
+    assert (2, 4, 6) not in kept("bwd", 6, 128, 2)
+    assert (1, 4, None) not in kept("fwd", 16, 128, 4) and {w for _, w, _ in kept("fwd", 16, 128, 4)} == {8}
+    assert not {(4, 2, None), (8, 4, None)} & kept("fwd", 3, 32, 4) and kept("fwd", 3, 32, 4)
+    assert 8 not in {w for _, w, _ in kept("fwd", 6, 64, 2)}  # 8 warps only where nothing else fits
 
 
 def test_fixed_launch_parameters_are_completed_and_checked():

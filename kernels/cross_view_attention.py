@@ -86,7 +86,7 @@ def _registers_ok(
     return chunk <= 4 and per_thread * (10 + chunk * elem_size) <= 400
 
 
-#: (which, K, D, element size, BLOCK_M, num_warps) that ptxas 13.0 spills although they are inside the
+#: (which, K, D, element size, BLOCK_M, num_warps) that ptxas 12.8 (Triton 3.7.1's) spills inside the
 #: budget, found by ``benchmarks/compile_kernels.py --set full`` and never kept: K = 3, D = 32 fp32 on
 #: sm_90 (8 bytes at 40 registers; not on sm_80), K = 2, D = 128 fp32 at BLOCK_M 8 on sm_80 (8 bytes).
 _PTXAS_SPILLS = {("fwd", 3, 32, 4, 4, 2), ("fwd", 3, 32, 4, 8, 4), ("fwd", 2, 128, 4, 8, 1)}

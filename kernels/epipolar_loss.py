@@ -13,9 +13,10 @@ sums, which the launcher adds with ``torch.sum`` (deterministic for a fixed shap
 block-wide sums (9 per pair) doubled the registers and made V = 8 spill. Every grid is flat (1-D), so the
 tile count per sequence has no 65535 limit (CUDA's limit on grid axes 1 and 2).
 
-Registers (sm_90, one point per thread, ``benchmarks/compile_kernels.py`` prints them all): no spills for
-V <= 8 in float32 / bfloat16 / float16 / float64; the dx kernel spills from V = 10 on (V <= 16 is allowed,
-slower) -- see ``benchmarks/RESULTS.md``.
+Registers (one point per thread; ``benchmarks/compile_kernels.py`` prints them, ``benchmarks/RESULTS.md``
+keeps the table): on sm_90 and sm_80 no kernel spills up to V = 14, in every dtype; the dx + dw kernel
+spills about 120 bytes at V = 15 and 400 at V = 16 (the largest V allowed), in float64 136 at V = 16 (and
+the float64 forward 16 bytes at V = 15 on sm_80). CI fails on any spill at V <= 8.
 
 Math for one pair (i, j), with p = x~_i = (u, v, 1), q = x~_j = (qx, qy, 1), F = F[b, i, j]:
 

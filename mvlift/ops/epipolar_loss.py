@@ -28,7 +28,8 @@ from mvlift.reference import losses as _ref
 __all__ = ["MAX_VIEWS", "epipolar_loss"]
 
 #: Largest supported number of views: the kernels unroll all pairs of a tile in registers (V = 16 means
-#: 120 pairs; its first compilation takes minutes, V <= 8 a few seconds).
+#: 120 pairs; its first compilation takes minutes, V <= 8 a few seconds). Register spills start at V = 15
+#: (a few hundred bytes per thread at V = 16); V <= 14 compiles spill-free (benchmarks/RESULTS.md).
 MAX_VIEWS = 16
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _DISTANCES = ("symmetric", "sampson")

@@ -196,16 +196,20 @@ def _place_truth_in_ring(
     s, R, t = similarity_procrustes(truth[v].reshape(-1, 3), lifted[v].reshape(-1, 3))
     Y = s * truth @ R.T + t
     target = x_input[v].reshape(-1, 2)
+    c = Y[v].reshape(-1, 3).mean(0)  # rotations turn about the valid frames' centroid
 
-    def residual(p: Tensor) -> Tensor:
+    def moved(p: Tensor, pts: Tensor) -> Tensor:
+        """pts turned by the axis-angle p[:3] (Rodrigues) about c, then shifted by p[3:]."""
         w, d = p[:3], p[3:]
         theta = w.norm().clamp_min(1e-12)
         k = w / theta
         Kx = torch.zeros(3, 3, dtype=p.dtype)
         Kx[0, 1], Kx[0, 2], Kx[1, 0], Kx[1, 2], Kx[2, 0], Kx[2, 1] = -k[2], k[1], k[2], -k[0], -k[1], k[0]
         Rm = torch.eye(3, dtype=p.dtype) + torch.sin(theta) * Kx + (1 - torch.cos(theta)) * Kx @ Kx
-        c = Y[v].reshape(-1, 3).mean(0)
-        Z = (Y[v].reshape(-1, 3) - c) @ Rm.T + c + d
+        return (pts - c) @ Rm.T + c + d
+
+    def residual(p: Tensor) -> Tensor:
+        Z = moved(p, Y[v].reshape(-1, 3))
         uvw = torch.cat([Z, torch.ones_like(Z[:, :1])], dim=1) @ P0.T
         return (uvw[:, :2] / uvw[:, 2:] - target).reshape(-1)
 
@@ -220,14 +224,7 @@ def _place_truth_in_ring(
             p, lam = p + step, lam * 0.3
         else:
             lam *= 10.0
-    w, d = p[:3], p[3:]
-    theta = w.norm().clamp_min(1e-12)
-    k = w / theta
-    Kx = torch.zeros(3, 3, dtype=p.dtype)
-    Kx[0, 1], Kx[0, 2], Kx[1, 0], Kx[1, 2], Kx[2, 0], Kx[2, 1] = -k[2], k[1], k[2], -k[0], -k[1], k[0]
-    Rm = torch.eye(3, dtype=p.dtype) + torch.sin(theta) * Kx + (1 - torch.cos(theta)) * Kx @ Kx
-    c = Y[v].reshape(-1, 3).mean(0)
-    return (Y - c) @ Rm.T + c + d
+    return moved(p, Y)
 
 
 def _stage4(config: Any, model: torch.nn.Module, data: Any, gt: Any, idx: np.ndarray) -> dict[str, float]:

@@ -131,6 +131,68 @@ def check_mask(mask: Any, batch_shape: tuple[int, ...], device: torch.device) ->
     return mask
 
 
+def fill_masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x (..., T, *rest) with every masked frame replaced by the nearest valid frame (ties: the earlier one).
+
+    ``mask`` (..., T), True = valid frame, has ``x``'s leading shape; a sequence without any valid frame is
+    returned as it is. The valid frames are unchanged. The metrics give masked frames zero weight, but a
+    weighted mean of NaN * 0 is NaN (and an SVD of a NaN covariance fails): this makes them finite first.
+    """
+    if bool(mask.all()) or not bool(mask.any()):
+        return x
+    t_len = mask.shape[-1]
+    t = torch.arange(t_len, device=mask.device).expand(mask.shape)
+    before = torch.cummax(torch.where(mask, t, torch.full_like(t, -1)), dim=-1).values  # -1: none before
+    after = torch.where(mask, t, torch.full_like(t, t_len)).flip(-1).cummin(dim=-1).values.flip(-1)
+    use_before = (before >= 0) & ((after >= t_len) | (t - before <= after - t))
+    nearest = torch.where(use_before, before, after).clamp(0, t_len - 1)
+    nearest = torch.where(mask.any(dim=-1, keepdim=True), nearest, t)  # no valid frame: keep its own
+    extra = x.dim() - mask.dim()
+    index = nearest.reshape(nearest.shape + (1,) * extra).expand(x.shape)
+    return x.gather(mask.dim() - 1, index)
+
+
+def _listing(items: list[Any], limit: int = 10) -> str:
+    shown = ", ".join(str(i) for i in items[:limit])
+    return f"[{shown}{', ...' if len(items) > limit else ''}] ({len(items)} in all)"
+
+
+def check_finite(x: torch.Tensor, valid: torch.Tensor, name: str, *, joints: bool = False) -> None:
+    """Raise ValueError when ``x`` is not finite (NaN or inf) where ``valid`` is True.
+
+    ``x`` (..., T, *rest); ``valid`` a bool mask over its leading axes: frames (..., T), or with ``joints``
+    frames and joints (..., T, J) for ``x`` (..., T, J, D). The message names ``name``, the frames
+    (``(sequence, frame)`` pairs for a batch (B, T)) and how to exclude them.
+    """
+    finite = torch.isfinite(x)
+    while finite.dim() > valid.dim():
+        finite = finite.all(dim=-1)
+    bad = valid & ~finite
+    if not bool(bad.any()):
+        return
+    if joints:  # report frames
+        bad = bad.any(dim=-1)
+    idx = bad.nonzero().tolist()
+    if bad.dim() == 1:
+        what, where = "frames", _listing([i[0] for i in idx])
+    else:
+        what, where = "(sequence, frame) pairs", _listing([tuple(i) for i in idx])
+    raise ValueError(
+        f"{name} is not finite (NaN or inf) in valid {what} {where}; mark them invalid with "
+        "mask= (False = ignored: masked frames may hold anything) or fix the input"
+    )
+
+
+def finite_frames(x: torch.Tensor, mask: torch.Tensor, name: str) -> torch.Tensor:
+    """:func:`check_finite` on the valid frames of ``x`` (..., T, *rest), then :func:`fill_masked`.
+
+    The convention of every metric with a ``mask``: masked frames may hold anything (NaN included) and
+    are ignored; a non-finite value in a valid frame raises ValueError naming ``name`` and the frames.
+    """
+    check_finite(x, mask, name)
+    return fill_masked(x, mask)
+
+
 def resolve_root(root: Any, num_joints: int) -> tuple[int, ...]:
     """Joint indices whose mean is the root.
 

@@ -30,6 +30,7 @@ from mvlift.metrics._arrays import (
     OPENPOSE_RIGHT_HIP,
     check_mask,
     check_sequences,
+    finite_frames,
     first_valid,
     numpy_compatible,
     resolve_root,
@@ -127,7 +128,8 @@ def procrustes_align(
     Args:
         pred, gt: (T, J, 3) or (B, T, J, 3).
         mask: optional (T,) / (B, T) bool, True = valid frame; masked frames do not influence the fit but
-            are transformed too.
+            are transformed too. They may hold anything (NaN stays NaN); a NaN or inf in a valid frame
+            raises ValueError naming the argument and the frames (:mod:`mvlift.metrics.errors`).
         scale: include the scale (similarity) or not (rigid).
 
     Returns:
@@ -137,11 +139,11 @@ def procrustes_align(
     t_len, j = pred.shape[-3], pred.shape[-2]
     m = check_mask(mask, pred.shape[:-2], pred.device)
     w = m[..., :, None].expand(*m.shape, j).reshape(*m.shape[:-1], t_len * j)
-    src = pred.reshape(*pred.shape[:-3], t_len * j, 3)
-    dst = gt.reshape(*gt.shape[:-3], t_len * j, 3)
+    src = finite_frames(pred, m, "pred").reshape(*pred.shape[:-3], t_len * j, 3)
+    dst = finite_frames(gt, m, "gt").reshape(*gt.shape[:-3], t_len * j, 3)
     s, rot, t = similarity_procrustes(src, dst, w, scale=scale)
-    out = s[..., None, None] * src @ rot.transpose(-1, -2) + t[..., None, :]
-    return out.reshape(pred.shape)
+    out = s[..., None, None, None] * pred @ rot[..., None, :, :].transpose(-1, -2) + t[..., None, None, :]
+    return out
 
 
 def _up_vector(up: Any, like: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,11 @@ reports millimetres). Optional ``mask`` (T,) / (B, T) bool, True = valid frame: 
 valid frames only, and "first frame" means the first valid frame. Torch or numpy in, the same kind out;
 float32 and float64.
 
+Non-finite values: masked frames may hold anything, NaN and inf included (lifting leaves NaN in frames it
+was not given); they are ignored, and the result equals that of the valid frames alone. A NaN or inf in a
+valid frame, among the joints a metric uses, raises ValueError naming the argument and the frames (for
+:func:`j2d` with ``conf``, joints of confidence 0 are not used).
+
 Root (``root=``): a joint index, a sequence of indices whose mean is the root, an object with a ``root``
 attribute (a :class:`mvlift.data.skeletons.Skeleton`), or None = the default: the hips midpoint
 (joints 8 and 11) for the 14- and 18-joint OpenPose layouts (BODY14, OPENPOSE18 - the paper's root), joint
@@ -23,8 +28,10 @@ import torch
 
 from mvlift.metrics._arrays import (
     as_float,
+    check_finite,
     check_mask,
     check_sequences,
+    finite_frames,
     first_valid,
     masked_mean,
     numpy_compatible,
@@ -100,6 +107,7 @@ def mpjpe(
     pred, gt = check_sequences(pred, gt)
     r = resolve_root(root, pred.shape[-2])
     m = check_mask(mask, pred.shape[:-2], pred.device)
+    pred, gt = finite_frames(pred, m, "pred"), finite_frames(gt, m, "gt")
     p = pred - root_of(pred, r)[..., None, :]
     g = gt - root_of(gt, r)[..., None, :]
     return masked_mean(_per_frame(torch.linalg.norm(p - g, dim=-1)), m)
@@ -133,6 +141,7 @@ def pa_mpjpe(
     """
     pred, gt = check_sequences(pred, gt)
     m = check_mask(mask, pred.shape[:-2], pred.device)
+    pred, gt = finite_frames(pred, m, "pred"), finite_frames(gt, m, "gt")
     if root_relative:
         r = resolve_root(root, pred.shape[-2])
         pred = pred - root_of(pred, r)[..., None, :]
@@ -157,11 +166,14 @@ def _root_trajectories(
             )
         dtype = torch.promote_types(pred.dtype, gt.dtype)
         pr, gr = pred.to(dtype), gt.to(dtype)
+        names = ("pred", "gt")
     else:
         pred, gt = check_sequences(pred, gt)
         r = resolve_root(root, pred.shape[-2])
         pr, gr = root_of(pred, r), root_of(gt, r)
+        names = (f"pred's root (joints {list(r)})", f"gt's root (joints {list(r)})")
     m = check_mask(mask, pr.shape[:-1], pr.device)
+    pr, gr = finite_frames(pr, m, names[0]), finite_frames(gr, m, names[1])
     pr = pr - first_valid(pr, m)[..., None, :]
     gr = gr - first_valid(gr, m)[..., None, :]
     return pr, gr, m
@@ -241,6 +253,7 @@ def global_mpjpe(
     pred, gt = check_sequences(pred, gt)
     r = resolve_root(root, pred.shape[-2])
     m = check_mask(mask, pred.shape[:-2], pred.device)
+    pred, gt = finite_frames(pred, m, "pred"), finite_frames(gt, m, "gt")
     p = pred - root_of(first_valid(pred, m)[..., None, :, :], r)[..., None, :]
     g = gt - root_of(first_valid(gt, m)[..., None, :, :], r)[..., None, :]
     return masked_mean(_per_frame(torch.linalg.norm(p - g, dim=-1)), m)
@@ -320,14 +333,22 @@ def j2d(
     """
     uv, gt_2d = _reproject(pred_3d, gt_2d, camera)
     dtype = uv.dtype
-    err = torch.linalg.norm(uv - gt_2d, dim=-1)  # (..., T, J)
-    m = check_mask(mask, tuple(err.shape[:-1]), err.device)
+    m = check_mask(mask, tuple(uv.shape[:-2]), uv.device)
     if conf is None:
-        return masked_mean(err.mean(dim=-1), m)
+        uv = finite_frames(uv, m, "pred_3d (reprojected into the camera)")
+        gt_2d = finite_frames(gt_2d, m, "gt_2d")
+        return masked_mean(torch.linalg.norm(uv - gt_2d, dim=-1).mean(dim=-1), m)
     conf = as_float(conf, "conf")
-    if conf.shape != err.shape:
-        raise ValueError(f"conf must have shape {tuple(err.shape)}, got {tuple(conf.shape)}")
-    conf = conf.to(dtype=dtype, device=err.device)
+    if conf.shape != uv.shape[:-1]:
+        raise ValueError(f"conf must have shape {tuple(uv.shape[:-1])}, got {tuple(conf.shape)}")
+    conf = conf.to(dtype=dtype, device=uv.device)
+    check_finite(conf, m, "conf")
+    used = m[..., None] & (conf != 0)  # (..., T, J): joints of confidence 0 may hold anything
+    check_finite(uv, used, "pred_3d (reprojected into the camera)", joints=True)
+    check_finite(gt_2d, used, "gt_2d", joints=True)
+    err = torch.linalg.norm(uv - gt_2d, dim=-1)  # (..., T, J)
+    err = torch.where(used, err, torch.zeros_like(err))
+    conf = torch.where(used, conf, torch.zeros_like(conf))
     csum = conf.sum(dim=-1)
     per_frame = (err * conf).sum(dim=-1) / csum.clamp_min(torch.finfo(dtype).tiny)
     m = m & (csum > 0)
@@ -366,6 +387,8 @@ def j2d_paper(
     uv, gt_2d = _reproject(pred_3d, gt_2d, camera)
     r = resolve_root(root, uv.shape[-2])
     m = check_mask(mask, tuple(uv.shape[:-2]), uv.device)
+    uv = finite_frames(uv, m, "pred_3d (reprojected into the camera)")
+    gt_2d = finite_frames(gt_2d, m, "gt_2d")
     uv = uv - root_of(first_valid(uv, m)[..., None, :, :], r)[..., None, :]
     gt_2d = gt_2d - root_of(first_valid(gt_2d, m)[..., None, :, :], r)[..., None, :]
     return masked_mean(torch.linalg.norm(uv - gt_2d, dim=-1).mean(dim=-1), m)
@@ -437,6 +460,7 @@ def bone_length_consistency(
         raise ValueError(f"positions must have shape (T, J, 3) or (B, T, J, 3), got {tuple(positions.shape)}")
     lengths = bone_lengths(positions, bones)  # (..., T, nb)
     m = check_mask(mask, tuple(positions.shape[:-2]), positions.device)
+    lengths = finite_frames(lengths, m, "positions (the bones' joints)")
     w = m.to(lengths.dtype)[..., None]  # (..., T, 1)
     n = w.sum(dim=-2)
     mean = (lengths * w).sum(dim=-2) / n  # (..., nb)
@@ -502,6 +526,7 @@ def bone_length_ratio(
         bones = paper_limbs(None, positions.shape[-2])
     lengths = bone_lengths(positions, bones)  # (..., T, nb)
     m = check_mask(mask, tuple(positions.shape[:-2]), positions.device)
+    lengths = finite_frames(lengths, m, "positions (the bones' joints)")
     first = first_valid(lengths, m)  # (..., nb)
     if not bool((first > 0).all()):
         raise ValueError("positions: a bone has zero length in the first valid frame; the ratio is undefined")

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from mvlift.metrics._arrays import _convert, check_mask, check_sequences, resolve_root
+from mvlift.metrics._arrays import _convert, check_mask, check_sequences, finite_frames, resolve_root
 from mvlift.metrics.alignment import DEFAULT_FACING_FRAMES, align_for_evaluation, replace_neck
 from mvlift.metrics.errors import (
     bone_length_consistency,
@@ -54,18 +54,6 @@ def _limbs_or_none(skeleton: Any, num_joints: int) -> tuple[tuple[int, int], ...
         return paper_limbs(skeleton, num_joints if skeleton is None else None)
     except ValueError:
         return None
-
-
-def _fill_masked(x: Any, mask: Any) -> Any:
-    """x (T, J, 3) with every masked frame replaced by the nearest valid frame (ties: the earlier one)."""
-    import torch
-
-    if bool(mask.all()) or not bool(mask.any()):
-        return x
-    t = torch.arange(mask.shape[0], device=x.device)
-    valid = t[mask]
-    nearest = valid[(t[:, None] - valid[None, :]).abs().argmin(dim=1)]
-    return x[nearest]
 
 
 def evaluate_sequence(
@@ -124,7 +112,8 @@ def evaluate_sequence(
         skeleton: optional :class:`mvlift.data.skeletons.Skeleton` (root, hips, bones, layout).
         root, left, right: override the root / left and right joints of ``facing="hips"``
             (see ``align_for_evaluation``).
-        mask: optional (T,) bool, True = valid frame.
+        mask: optional (T,) bool, True = valid frame. Masked frames may hold anything (NaN included); a
+            NaN or inf in a valid frame of ``pred`` or ``gt`` raises ValueError naming it and the frames.
         align: apply the evaluation alignment first.
         up: vertical axis.
         unit_scale: factor from the input units to the reported ones (1000: metres -> millimetres).
@@ -150,8 +139,9 @@ def evaluate_sequence(
     j = pred.shape[-2]
     m = check_mask(mask, pred.shape[:-2], pred.device)
     # Masked frames never count, but a weighted mean of NaN * 0 is NaN: give them the nearest valid frame's
-    # values (lifting leaves NaN in frames it was not given, e.g. after the input's canvas cut).
-    pred, gt = _fill_masked(pred, m), _fill_masked(gt, m)
+    # values (lifting leaves NaN in frames it was not given, e.g. after the input's canvas cut). A NaN in a
+    # valid frame is an error here, before the alignment spreads it over every frame.
+    pred, gt = finite_frames(pred, m, "pred"), finite_frames(gt, m, "gt")
     if root is None and skeleton is not None:
         root = skeleton
     r = resolve_root(root, j)

@@ -109,21 +109,47 @@ def fit_smpl_motion(X: Tensor, skeleton: Any, config: Stage3Config, *, mask: Ten
 
 
 def triangulate_views(
-    views: Tensor, cameras: Cameras, *, refine_iters: int = 5, weights: Tensor | None = None
+    views: Tensor,
+    cameras: Cameras,
+    *,
+    refine_iters: int = 5,
+    weights: Tensor | None = None,
+    mask: Tensor | None = None,
+    lift_config: Any = None,
 ) -> tuple[Tensor, Tensor]:
     """Triangulate normalised multi-view 2D (B, V, T, J, 2) seen by ``cameras`` (V views).
 
-    ``weights``: optional per-observation confidences (B, V, T, J) (:func:`mvlift.ops.triangulate_sequences`).
+    A point is valid only when the triangulation vouches for it, by the rules of lifting
+    (:func:`mvlift.stages.lift.triangulate_checked`): not ``DEGENERATE``, ``BEHIND_CAMERA`` or, after a
+    retry with more Levenberg-Marquardt steps, ``NOT_CONVERGED`` (:class:`mvlift.ops.TriangulationFlag`),
+    and not a reprojection outlier (RMS above ``max(outlier_factor * median, outlier_floor)``). Invalid
+    points are NaN in X, so they never enter the joint fit's data term.
+
+    Args:
+        views: (B, V, T, J, 2) normalised (triangulated in float64).
+        cameras: the V views' cameras.
+        refine_iters: Gauss-Newton steps of the triangulation.
+        weights: optional per-observation confidences (B, V, T, J) (:func:`mvlift.ops.triangulate_sequences`).
+        mask: optional (B, T) bool frames; points of other frames are invalid and do not enter the outlier
+            median.
+        lift_config: the :class:`mvlift.stages.lift.LiftConfig` whose ``retry_iters``, ``outlier_factor``
+            and ``outlier_floor`` set the flags; default ``LiftConfig()``.
 
     Returns:
-        (X (B, T, J, 3) world metres with NaN where fewer than two views are usable, valid (B, T, J) bool).
+        (X (B, T, J, 3) world metres in ``views``' dtype, NaN where not valid; valid (B, T, J) bool).
     """
-    from mvlift.ops import triangulate_sequences
+    from mvlift.stages.lift import triangulate_checked  # lift imports this module
 
-    P = cameras.P_normalized.to(views.dtype)
-    w = None if weights is None else weights.to(views.dtype)
-    X, info = triangulate_sequences(views, P, weights=w, refine_iters=refine_iters)
-    valid = torch.isfinite(X).all(dim=-1)
+    observed = (
+        None if mask is None else mask.to(views.device)[:, :, None].expand(*mask.shape, views.shape[-2])
+    )
+    X, flags, _ = triangulate_checked(
+        views, cameras, lift_config, weights=weights, observed=observed, refine_iters=refine_iters
+    )
+    valid = (flags == 0) & torch.isfinite(X).all(dim=-1)
+    if observed is not None:
+        valid = valid & observed
+    X = torch.where(valid[..., None], X, torch.full_like(X, torch.nan)).to(views.dtype)
     return X, valid
 
 
@@ -252,10 +278,11 @@ def synthesize(
     """Stage 3 for one batch: stage-2 views (B, V, T, J, 2) -> consistent multi-view training data.
 
     Returns a dict of tensors: ``views`` (B, K, T, J, 2) normalised, ``F`` (B, K, K, 3, 3), ``joints3d``
-    (B, T, J, 3) canonical metres, ``triangulated_valid`` (B, T, J) bool, ``mask`` (B, T) bool.
+    (B, T, J, 3) canonical metres, ``triangulated_valid`` (B, T, J) bool (the points the fit was given:
+    :func:`triangulate_views`' rules, flagged points excluded), ``mask`` (B, T) bool.
     """
     config = config or Stage3Config()
-    X, valid = triangulate_views(views, cameras, refine_iters=config.refine_iters)
+    X, valid = triangulate_views(views, cameras, refine_iters=config.refine_iters, mask=mask)
     if config.smpl_model is not None:
         if skeleton is None:
             raise ValueError("synthesize: the SMPL path needs the skeleton (BODY14 or OPENPOSE18)")

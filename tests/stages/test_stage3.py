@@ -72,3 +72,50 @@ def test_canonicalize_respects_mask():
     mask = torch.tensor([[True, True, True, True, False]])
     out = canonicalize(Y, BODY14.root, mask=mask)
     assert out[0, :4, :, 1].min().abs() < 1e-12
+
+
+def test_flagged_triangulation_is_not_valid_and_stays_out_of_the_fit(seed):
+    """One view of one point corrupted: the reprojection outlier is flagged, so it is not valid (it was
+    valid when "finite" was the rule) and the joint fit is the same as if that point had not been seen."""
+    gen = torch.Generator().manual_seed(seed)
+    B, T, J = 2, 12, 14
+    X = torch.stack([torch.as_tensor(random_motion(seed % 10_000 + s, T).positions) for s in range(B)])
+    X = X - X[:, :1, list(BODY14.root)].mean(2, keepdim=True) + torch.tensor([0.0, 1.0, 0.0], dtype=X.dtype)
+    cams, _ = make_ring(Stage2Config(), dtype=torch.float64, device="cpu")
+    views = torch.stack([project(X, cams.P_normalized[k]) for k in range(6)], dim=1)
+    b, v, t, j = (int(torch.randint(n, (1,), generator=gen)) for n in (B, 6, T, J))
+    direction = torch.randn(2, generator=gen, dtype=torch.float64)
+    corrupted = views.clone()
+    corrupted[b, v, t, j] += (0.3 + 0.5 * torch.rand(1, generator=gen).item()) * direction / direction.norm()
+
+    Xt, valid = triangulate_views(corrupted, cams, refine_iters=5)
+    assert not valid[b, t, j]
+    assert torch.isnan(Xt[b, t, j]).all()  # not handed on as a number either
+    others = torch.ones_like(valid)
+    others[b, t, j] = False
+    assert valid[others].all()
+    assert (Xt[others] - X.reshape(-1, 3)[others.flatten()]).abs().max() < 1e-6
+
+    # the fit's data term never sees the corrupted point: the same result as a point no view saw at all
+    unseen = views.clone()
+    unseen[b, :, t, j] = float("nan")
+    cfg = Stage3Config(fit_steps=15)
+    got = synthesize(
+        corrupted, cams, BODY14.parents, BODY14.root, cfg, generator=torch.Generator().manual_seed(1)
+    )
+    ref = synthesize(
+        unseen, cams, BODY14.parents, BODY14.root, cfg, generator=torch.Generator().manual_seed(1)
+    )
+    assert not got["triangulated_valid"][b, t, j]
+    torch.testing.assert_close(got["triangulated_valid"], ref["triangulated_valid"], rtol=0, atol=0)
+    torch.testing.assert_close(got["joints3d"], ref["joints3d"], rtol=0, atol=0)
+
+
+def test_masked_frames_are_not_valid(seed):
+    X = _procedural(1, 10)
+    cams, _ = make_ring(Stage2Config(), dtype=torch.float64, device="cpu")
+    views = torch.stack([project(X, cams.P_normalized[k]) for k in range(6)], dim=1)
+    mask = torch.rand(1, 10) < 0.5
+    mask[0, seed % 10] = True
+    _, valid = triangulate_views(views, cams, mask=mask)
+    assert torch.equal(valid, mask[:, :, None].expand(1, 10, 14))

@@ -48,6 +48,7 @@ from mvlift.stages.stage2 import Stage2Config, optimize_views, sample_views_stag
 from mvlift.stages.stage3 import Stage3Config, synthesize
 from mvlift.training import (
     MultiViewDataset,
+    MultiViewMotionDataset,
     Stage1Dataset,
     Stage1Objective,
     Stage4Objective,
@@ -589,12 +590,28 @@ def train_stage4(config: PipelineConfig) -> torch.nn.Module:
     """Step 4: train the multi-view model on the synthetic data (resumes); returns the EMA model."""
     device = config.resolved_device()
     merge_manifests(_needed(config, "synthetic", "stage4"))  # joins the per-rank manifests of torchrun
-    syn = load_shards(config.run_dir / "synthetic", keys=("views", "F", "mask"))
+    syn = load_shards(config.run_dir / "synthetic", keys=("views", "F", "mask", "joints3d"))
     views = syn["views"]
-    keep = torch.isfinite(views).flatten(1).all(dim=1)
+    keep = torch.isfinite(views).flatten(1).all(dim=1) & torch.isfinite(syn["joints3d"]).flatten(1).all(dim=1)
     if not bool(keep.any()):
         raise ValueError("stage 4: no finite synthetic sample (stage 2/3 failed on every window)")
-    ds = MultiViewDataset(views[keep], syn["mask"][keep], syn["F"][keep], seed=config.data.seed)
+    s3 = config.stage3
+    if s3.rerender:
+        skel = _skeleton(config.data.skeleton)
+        ds: MultiViewDataset | MultiViewMotionDataset = MultiViewMotionDataset(
+            syn["joints3d"][keep],
+            syn["mask"][keep],
+            num_views=s3.out_views,
+            radius=s3.out_radius,
+            focal=s3.focal,
+            image_size=s3.image_size,
+            root_joints=skel.root,
+            swap=skel.left_right_swap if s3.mirror else None,
+            mirror=s3.mirror,
+            seed=config.data.seed,
+        )
+    else:
+        ds = MultiViewDataset(views[keep], syn["mask"][keep], syn["F"][keep], seed=config.data.seed)
     out = config.run_dir / "stage4"
     tc = _train_config(config.stage4, out, device)
     model = build_model(

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mvlift._fields import at_least, check_fields, greater_than
+from mvlift._fields import ConfigError, at_least, check_fields, greater_than
 from mvlift.geometry import Cameras, fundamental_matrices, ring_cameras
 
 
@@ -46,6 +46,12 @@ class Stage3Config:
         vposer_weights: VPoser v1 weights (folder or ``.pt``); None with ``smpl_model`` set uses a randomly
             initialised VPoser (for tests only: it is no pose prior).
         smpl_steps, smpl_lr: Adam steps / learning rate of the SMPL fit (the paper's code: 1000, 1e-2).
+        rerender: stage 4 trains on the synthetic 3D motions rendered into a fresh random ring (same
+            ``out_views``, ``out_radius``, ``focal``, ``image_size``) for every item and epoch
+            (:class:`mvlift.training.MultiViewMotionDataset`) instead of the one ring per motion stored in
+            the shards (the paper's code). More views of the same motions: no new information, but far
+            less to learn by heart when there are few motions.
+        mirror: with ``rerender``, also flip every other rendering left-right (joints swapped).
     """
 
     refine_iters: int = 5
@@ -63,6 +69,8 @@ class Stage3Config:
     vposer_weights: str | None = None
     smpl_steps: int = 1000
     smpl_lr: float = 1e-2
+    rerender: bool = False
+    mirror: bool = False
 
     def __post_init__(self) -> None:
         zero, positive = at_least(0), greater_than(0)
@@ -81,6 +89,8 @@ class Stage3Config:
             "smpl_lr": positive,
         }
         check_fields(self, rules)
+        if self.mirror and not self.rerender:
+            raise ConfigError("Stage3Config", "mirror", "expected false unless rerender is true, got true")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -5,7 +5,8 @@
   safetensors checkpoints, exact resume, progress bar, CSV loss log and PNG loss plot.
 - :func:`load_model`: rebuild a trained model from a checkpoint alone.
 - :class:`Stage1Objective`, :class:`Stage4Objective`: the diffusion training losses.
-- :class:`Stage1Dataset`, :class:`MultiViewDataset`, :func:`multiview_from_motion`: training data.
+- :class:`Stage1Dataset`, :class:`MultiViewDataset`, :class:`MultiViewMotionDataset`,
+  :func:`multiview_from_motion`: training data.
 - :func:`init_distributed`, :class:`ShardedBatchSampler`: multi-process helpers.
 
 Typical use::
@@ -18,7 +19,12 @@ Typical use::
 
 from mvlift.training.checkpoint import list_checkpoints, load_model, read_checkpoint, resolve_checkpoint
 from mvlift.training.config import TrainConfig, load_train_config
-from mvlift.training.datasets import MultiViewDataset, Stage1Dataset, multiview_from_motion
+from mvlift.training.datasets import (
+    MultiViewDataset,
+    MultiViewMotionDataset,
+    Stage1Dataset,
+    multiview_from_motion,
+)
 from mvlift.training.distributed import (
     DistInfo,
     ShardedBatchSampler,
@@ -37,6 +43,7 @@ __all__ = [
     "FitResult",
     "LossLog",
     "MultiViewDataset",
+    "MultiViewMotionDataset",
     "ShardedBatchSampler",
     "Stage1Dataset",
     "Stage1Objective",

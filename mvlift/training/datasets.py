@@ -24,6 +24,8 @@ from mvlift.training.distributed import derive_seed
 # Salt separating the per-epoch epipole draw from the per-item noise seeds.
 _EPIPOLE_SALT = 1
 _NOISE_SALT = 2
+# Salt of the per-item ring (start azimuth, mirror) of MultiViewMotionDataset.
+_RING_SALT = 3
 
 
 def _as_float_tensor(x: Any, name: str, shape_doc: str, ndim: int, last: tuple[int, ...]) -> Tensor:
@@ -282,3 +284,86 @@ def multiview_from_motion(
     views = torch.where(masks[:, None, :, None, None], views, torch.zeros((), dtype=views.dtype))
     F = fundamental_from_cameras(cams, normalized=True)
     return views.to(torch.float32), F.to(torch.float32), masks
+
+
+class MultiViewMotionDataset(Dataset):
+    """Stage-4 training data rendered from 3D motion on the fly: a fresh camera ring per item and epoch.
+
+    Stage 3 writes each synthetic motion projected into *one* random ring. With few motions (a CPU-sized
+    run has about 200) the multi-view model then learns those few renderings by heart. This dataset keeps
+    the 3D motions instead and renders every item through :func:`multiview_from_motion` with a start
+    azimuth drawn from ``(seed, epoch, index)``, and (``mirror``) flips the motion left-right on every
+    other draw: the same motions, seen from every side. Still strictly consistent multi-view data.
+
+    Args:
+        positions: (N, T, J, 3) motions, metres, world frame Y up (stage 3's canonical ``joints3d``).
+        masks: (N, T) bool valid frames (frames after the first invalid or off-image one are masked).
+        num_views, radius, focal, image_size: the ring (:func:`multiview_from_motion`).
+        root_joints: joint indices whose mean is the root (the ring looks at the first-frame root).
+        swap: left-right joint permutation (:attr:`mvlift.data.skeletons.Skeleton.left_right_swap`);
+            required when ``mirror`` is True.
+        mirror: flip the motion left-right (x -> -x, joints swapped) with probability 1/2 per item and epoch.
+        seed: the dataset's randomness seed.
+
+    Items: as :class:`MultiViewDataset` (``x0_views`` (K, T, J, 2), ``cond`` (T, J, 2), ``mask`` (T,),
+    ``noise_seed``, ``F`` (K, K, 3, 3)).
+    """
+
+    def __init__(
+        self,
+        positions: Tensor | np.ndarray,
+        masks: Tensor | np.ndarray | None = None,
+        *,
+        num_views: int = 4,
+        radius: float = 2.8,
+        focal: float = 1000.0,
+        image_size: Sequence[int] = (1920, 1080),
+        root_joints: Sequence[int] | None = None,
+        swap: Sequence[int] | None = None,
+        mirror: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.positions = _as_float_tensor(positions, "positions", "(N, T, J, 3)", 4, (3,))
+        n, t, j, _ = self.positions.shape
+        if n == 0:
+            raise ValueError("positions must hold at least one motion, got N = 0")
+        self.masks = _as_mask(masks, n, t)
+        if not isinstance(num_views, int) or num_views < 2:
+            raise ValueError(f"num_views must be an int >= 2, got {num_views!r}")
+        if mirror:
+            if swap is None or sorted(int(s) for s in swap) != list(range(j)):
+                raise ValueError(f"mirror=True needs swap, a permutation of the J = {j} joints, got {swap!r}")
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        self.num_views, self.radius, self.focal = num_views, float(radius), float(focal)
+        self.image_size = tuple(int(s) for s in image_size)
+        self.root_joints = None if root_joints is None else [int(r) for r in root_joints]
+        self.swap = None if swap is None else [int(s) for s in swap]
+        self.mirror = bool(mirror)
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return self.positions.shape[0]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Tensor]:
+        epoch, index = _split_key(key, len(self))
+        X = self.positions[index : index + 1]
+        draw = derive_seed(self.seed, _RING_SALT, epoch, index)
+        if self.mirror and draw % 2 == 1:
+            X = X[:, :, self.swap] * X.new_tensor([-1.0, 1.0, 1.0])
+        views, F, masks = multiview_from_motion(
+            X,
+            num_views=self.num_views,
+            radius=self.radius,
+            focal=self.focal,
+            image_size=self.image_size,
+            root_joints=self.root_joints,
+            seed=draw,
+        )
+        return {
+            "x0_views": views[0],
+            "cond": views[0, 0],
+            "mask": masks[0] & self.masks[index],
+            "noise_seed": torch.tensor(derive_seed(self.seed, _NOISE_SALT, epoch, index), dtype=torch.int64),
+            "F": F[0],
+        }

@@ -7,7 +7,10 @@ import torch
 from torch.utils.data import default_collate
 
 from mvlift.geometry import ring_epipoles
-from mvlift.training import MultiViewDataset, Stage1Dataset, multiview_from_motion
+from mvlift.data.skeletons import BODY14
+from mvlift.training import MultiViewDataset, MultiViewMotionDataset, Stage1Dataset, multiview_from_motion
+from mvlift.training.datasets import _RING_SALT
+from mvlift.training.distributed import derive_seed
 
 from ._helpers import HIPS, J, procedural_positions, smooth_motions_2d
 
@@ -113,3 +116,68 @@ def test_multiview_masks_cut_at_the_first_frame_leaving_the_image():
     views, _, masks = multiview_from_motion(X, num_views=3, root_joints=HIPS)
     assert masks[0].tolist() == [True] * 5 + [False] * 3
     assert torch.equal(views[0, :, 5:], torch.zeros_like(views[0, :, 5:]))
+
+
+def _epipolar_residual(views: torch.Tensor, F: torch.Tensor) -> float:
+    """max |x_j^T F[i, j] x_i| over the view pairs of one item: views (K, T, J, 2), F (K, K, 3, 3)."""
+    xh = torch.cat([views, torch.ones_like(views[..., :1])], dim=-1).double()
+    k = views.shape[0]
+    return max(
+        float(torch.einsum("tja,ab,tjb->tj", xh[j], F[i, j].double(), xh[i]).abs().max())
+        for i in range(k)
+        for j in range(k)
+    )
+
+
+def test_rerendered_items_are_consistent_fresh_per_epoch_and_reproducible(seed):
+    X = procedural_positions(3, 9, seed % 10_000)
+    masks = torch.ones(3, 9, dtype=torch.bool)
+    masks[1, 6:] = False
+    ds = MultiViewMotionDataset(X, masks, num_views=4, radius=2.8, root_joints=HIPS, seed=seed % 1000)
+    assert len(ds) == 3
+    a, b = ds[(0, 1)], ds[(1, 1)]
+    assert a["x0_views"].shape == (4, 9, J, 2) and a["F"].shape == (4, 4, 3, 3)
+    assert torch.equal(a["cond"], a["x0_views"][0])
+    assert a["mask"].tolist() == [True] * 6 + [False] * 3  # the motion's own mask is kept
+    assert _epipolar_residual(a["x0_views"], a["F"]) < 1e-5
+    assert (a["x0_views"] - b["x0_views"]).abs().max() > 1e-2  # another ring in another epoch
+    again = ds[(1, 1)]
+    assert all(torch.equal(b[k], again[k]) for k in b)  # a pure function of (seed, epoch, index)
+    # the shapes of the motion are kept: the same bone in two renderings has the same 3D length, and the
+    # head stays above the hips (image y points down) in every view
+    assert (a["x0_views"][:, :6, 0, 1] < a["x0_views"][:, :6, HIPS[0], 1]).all()
+    batch = default_collate([ds[(2, i)] for i in range(3)])
+    assert batch["x0_views"].shape == (3, 4, 9, J, 2) and batch["noise_seed"].shape == (3,)
+
+
+def test_rerendered_mirror_is_a_flipped_motion_rendered_directly():
+    X = procedural_positions(1, 5, 3)
+    swap = BODY14.left_right_swap
+    flipped = X[:, :, list(swap)] * X.new_tensor([-1.0, 1.0, 1.0])  # x -> -x, left <-> right
+    ds = MultiViewMotionDataset(X, num_views=3, root_joints=HIPS, swap=swap, mirror=True, seed=5)
+    parities = set()
+    for epoch in range(12):
+        draw = derive_seed(5, _RING_SALT, epoch, 0)
+        parities.add(draw % 2)
+        motion = [X, flipped][draw % 2].float()
+        want, F, _ = multiview_from_motion(motion, num_views=3, radius=2.8, root_joints=HIPS, seed=draw)
+        item = ds[(epoch, 0)]
+        torch.testing.assert_close(item["x0_views"], want[0])
+        torch.testing.assert_close(item["F"], F[0])
+    assert parities == {0, 1}  # both the motion and its mirror image were drawn
+
+
+def test_rerendered_dataset_errors_name_the_argument():
+    X = procedural_positions(2, 5, 0)
+    with pytest.raises(ValueError, match="swap"):
+        MultiViewMotionDataset(X, mirror=True)
+    with pytest.raises(ValueError, match="swap"):
+        MultiViewMotionDataset(X, mirror=True, swap=[0] * J)
+    bad = X.clone()
+    bad[1, 2, 3, 0] = float("nan")
+    with pytest.raises(ValueError, match="positions holds non-finite"):
+        MultiViewMotionDataset(bad)
+    with pytest.raises(ValueError, match="num_views"):
+        MultiViewMotionDataset(X, num_views=1)
+    with pytest.raises(ValueError, match="positions"):
+        MultiViewMotionDataset(torch.zeros(2, 5, J, 2))

@@ -308,6 +308,9 @@ def cmd_lift(args: argparse.Namespace) -> int:
         smpl_steps=args.smpl_steps,
         input_skeleton=args.skeleton,
         max_gap=args.max_gap,
+        samples=args.samples,
+        input_view_weight=args.input_view_weight,
+        smooth_steps=args.smooth_steps,
     )
     print(out.pop("summary"))
     for k, v in out.items():
@@ -473,6 +476,25 @@ def build_parser() -> argparse.ArgumentParser:
         type=_int_at_least(0),
         default=8,
         help="interpolate a joint's runs of missing frames up to this long (frames); longer ones stay masked",
+    )
+    sp.add_argument(
+        "--samples",
+        type=_int_at_least(1),
+        default=8,
+        help="samples of the generated views, triangulated together with the input view",
+    )
+    sp.add_argument(
+        "--input-view-weight",
+        type=_number(0, strict=True),
+        default=100.0,
+        help="weight of the input view in the triangulation (each generated view: 1); large keeps the 3D on "
+        "the input's rays",
+    )
+    sp.add_argument(
+        "--smooth-steps",
+        type=_int_at_least(0),
+        default=100,
+        help="steps of the joint fit (constant bones, smooth motion) after triangulation; 0 = none",
     )
     sp.set_defaults(func=cmd_lift)
 

@@ -63,6 +63,10 @@ class LiftConfig:
         outlier_factor, outlier_floor: a point whose reprojection RMS exceeds ``max(outlier_factor *
             median, outlier_floor)`` (normalised units) is flagged (module docstring).
         max_gap: longest run of invalid frames of a joint that is repaired (frames; 0 repairs nothing).
+        samples: independent samples of the K-1 generated views per input (one batched sampling pass);
+            the input view and the generated views of every sample are triangulated together (1 + samples
+            * (K-1) views), so the 3D is the least-squares consensus of the samples. ``LiftResult.views``
+            is then the mean of the samples' views.
     """
 
     num_views: int = 4
@@ -83,6 +87,7 @@ class LiftConfig:
     outlier_factor: float = 10.0
     outlier_floor: float = 0.05
     max_gap: int = 8
+    samples: int = 1
 
     def __post_init__(self) -> None:
         zero, positive = at_least(0), greater_than(0)
@@ -102,6 +107,7 @@ class LiftConfig:
             "outlier_factor": greater_than(1),
             "outlier_floor": zero,
             "max_gap": zero,
+            "samples": at_least(1),
         }
         check_fields(self, rules)
 
@@ -315,16 +321,23 @@ def lift(
     if config.smooth_steps > 0 and parents is None:
         raise ValueError("lift: smooth_steps > 0 needs the skeleton's parents")
     cams = inference_ring(config, device=x_input.device)
+    K, n = config.num_views, config.samples
     with torch.no_grad():
-        views = sample_views(model, x_input, config, mask=mask)
+        many = sample_views(
+            model, x_input.repeat(n, 1, 1, 1), config, mask=None if mask is None else mask.repeat(n, 1)
+        ).view(n, B, K, T, J, 2)
+        views = many.mean(dim=0)
+        # the input view once, then the K-1 generated views of each sample: (B, 1 + n (K-1), T, J, 2)
+        tri_views = torch.cat([many[0, :, :1], many[:, :, 1:].transpose(0, 1).flatten(1, 2)], dim=1)
+        tri_cams = cams if n == 1 else cams.select([0, *(list(range(1, K)) * n)])
         weights = None
         if config.input_view_weight != 1.0 or conf is not None:
-            weights = torch.ones(views.shape[:-1], dtype=torch.float64, device=views.device)
+            weights = torch.ones(tri_views.shape[:-1], dtype=torch.float64, device=views.device)
             weights[:, 0] = config.input_view_weight
             if conf is not None:
                 weights[:, 0] *= (conf > 0).to(weights)
         triangulated, raw, valid, repaired, flags, rms = triangulate_repaired(
-            views, cams, config, mask=mask, conf=conf, weights=weights
+            tri_views, tri_cams, config, mask=mask, conf=conf, weights=weights
         )
     if config.smooth_steps > 0:
         Y = fit_joint_motion(

@@ -25,6 +25,13 @@ from mvlift.stages.lift import REPROJECTION_OUTLIER, LiftConfig, lift
 from mvlift.stages.lift_input import DEFAULT_MAX_GAP, INPUT_STATUS, format_input_report, prepare_input
 from mvlift.training.checkpoint import load_model
 
+DEFAULT_SAMPLES = 8
+"""``mvlift lift``'s default :attr:`LiftConfig.samples` (measured, :func:`lift_file`)."""
+DEFAULT_INPUT_VIEW_WEIGHT = 100.0
+"""``mvlift lift``'s default :attr:`LiftConfig.input_view_weight` (measured, :func:`lift_file`)."""
+DEFAULT_SMOOTH_STEPS = 100
+"""``mvlift lift``'s default :attr:`LiftConfig.smooth_steps` (measured, :func:`lift_file`)."""
+
 
 def read_sequence2d(path: str | Path, *, view: int = 0) -> Sequence2D:
     """Read a 2D sequence: our ``.npz``, a COCO keypoint ``.json`` or an AIST++ keypoints2d ``.pkl``
@@ -91,6 +98,9 @@ def lift_file(
     vposer_weights: str | Path | None = None,
     smpl_steps: int = 1000,
     smpl_lr: float = 1e-2,
+    samples: int = DEFAULT_SAMPLES,
+    input_view_weight: float = DEFAULT_INPUT_VIEW_WEIGHT,
+    smooth_steps: int = DEFAULT_SMOOTH_STEPS,
 ) -> dict[str, Any]:
     """Lift the 2D sequence in ``input_path`` and write ``out_dir/lifted.npz`` (+ PNG/GIF pictures).
 
@@ -114,6 +124,11 @@ def lift_file(
       outlier, :data:`mvlift.stages.lift.REPROJECTION_OUTLIER`) and ``tri_rms`` (T, J) (normalised units);
     - ``root`` (T, 3), ``views`` (K, T, J, 2) normalised (view 0 = the model's input, with fillers at masked
       joints), ``joint_names``, and ``input_report`` (the JSON report as a string).
+
+    ``samples``, ``input_view_weight``, ``smooth_steps``: :class:`mvlift.stages.lift.LiftConfig`. The
+    defaults here are the settings measured best with the shipped model on held-out CMU windows
+    (benchmarks/RESULTS.md, issue 11): 8 samples triangulated together, the 3D kept on the input's rays
+    (weight 100) and a 100-step joint fit; ``LiftConfig``'s own defaults are the paper's (1, 1.0, 0).
 
     With ``smpl_model`` (an SMPL ``.pkl``; the skeleton must be one SMPL maps to,
     ``mvlift.body.SMPL_SKELETONS``) SMPL is then fitted under the VPoser prior to the triangulated joints
@@ -172,7 +187,15 @@ def lift_file(
         where=str(input_path),
     )
     check_output_dir(out_dir, where="--out")  # once the inputs are known good, before the work
-    config = LiftConfig(steps=steps, seed=seed, num_views=model.config.num_views, max_gap=max_gap)
+    config = LiftConfig(
+        steps=steps,
+        seed=seed,
+        num_views=model.config.num_views,
+        max_gap=max_gap,
+        samples=samples,
+        input_view_weight=input_view_weight,
+        smooth_steps=smooth_steps,
+    )
     result = lift(
         model,
         prep.x.to(dev, torch.float32)[None],
@@ -180,6 +203,7 @@ def lift_file(
         mask=prep.mask.to(dev)[None],
         conf=prep.used.to(dev, torch.float32)[None],
         root=skel.root,
+        parents=skel.parents,
     )
     valid = result.valid[0].cpu() & ~prep.interpolated
     joints3d = result.joints3d[0].cpu().numpy()

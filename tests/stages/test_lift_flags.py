@@ -169,3 +169,34 @@ def test_the_demo_says_when_its_table_can_differ(tmp_path):
     assert "same number of CPU threads" in note and "this run" not in note
     (tmp_path / "timings.json").write_text(json.dumps({"stage1": {"seconds": 1.0, "threads": 2}}))
     assert "(this run: 2)" in _reproducibility_note(tmp_path)
+
+
+def test_samples_are_triangulated_together(monkeypatch, seed):
+    """``samples=n``: one sampling pass over the input repeated n times; the input view and every sample's
+    generated views enter one triangulation, which averages the samples' independent errors."""
+    views, X, cams = ring_views(noise=0.0)
+    B, n = 2, 4
+    views = views.expand(B, -1, -1, -1, -1)
+    g = torch.Generator().manual_seed(seed)
+    noisy = views.repeat(n, 1, 1, 1, 1).clone()
+    noisy[:, 1:] += 0.02 * torch.randn(noisy[:, 1:].shape, generator=g, dtype=noisy.dtype)  # ~19 px
+    seen = []
+
+    def fake_sample(model, x, config, mask=None):
+        seen.append((x.shape, None if mask is None else mask.shape))
+        return noisy[: x.shape[0]]
+
+    monkeypatch.setattr(lift_module, "sample_views", fake_sample)
+    x = views[:, 0].float()
+    mask = torch.ones(B, views.shape[2], dtype=torch.bool)
+    one = lift(None, x, LiftConfig(steps=1, progress=False, input_view_weight=100.0), mask=mask)
+    res = lift(None, x, LiftConfig(steps=1, progress=False, samples=n, input_view_weight=100.0), mask=mask)
+    assert seen[1] == ((n * B, *x.shape[1:]), (n * B, views.shape[2]))
+    torch.testing.assert_close(res.views, noisy.view(n, B, *views.shape[1:]).mean(0))
+    assert res.joints3d.shape == one.joints3d.shape == (B, views.shape[2], 14, 3)
+    err_one = (one.joints3d.double() - X).norm(dim=-1).mean()
+    err_many = (res.joints3d.double() - X).norm(dim=-1).mean()
+    assert err_many < 0.7 * err_one, (err_many, err_one)  # about 1/sqrt(4) of one sample's error
+    assert res.valid.all()
+    with pytest.raises(ValueError, match="samples"):
+        LiftConfig(samples=0)

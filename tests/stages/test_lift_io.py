@@ -83,6 +83,27 @@ def test_lift_cli_and_errors(tmp_path, stage4_run, cpu_training, capsys):
         read_sequence2d(bad)
 
 
+def test_lift_cli_defaults_are_lift_files_measured_defaults(monkeypatch, tmp_path):
+    """The command line and :func:`lift_file` share the measured lifting defaults (samples, input-view
+    weight, joint fit), and the flags reach :func:`mvlift.stages.lift.lift`."""
+    import importlib
+    import inspect
+
+    lift_io = importlib.import_module("mvlift.stages.lift_io")
+    defaults = inspect.signature(lift_io.lift_file).parameters
+    seen = {}
+    monkeypatch.setattr(lift_io, "lift_file", lambda *a, **k: seen.update(k) or {"summary": "s"})
+    assert main(["lift", "in.npz", "--out", str(tmp_path / "o")]) == 0
+    for name in ("samples", "input_view_weight", "smooth_steps"):
+        assert seen[name] == defaults[name].default, name
+    assert (seen["samples"], seen["input_view_weight"], seen["smooth_steps"]) == (8, 100.0, 100)
+    args = ["lift", "in.npz", "--out", str(tmp_path / "o"), "--samples", "3", "--input-view-weight", "2.5"]
+    assert main([*args, "--smooth-steps", "0"]) == 0
+    assert (seen["samples"], seen["input_view_weight"], seen["smooth_steps"]) == (3, 2.5, 0)
+    with pytest.raises(SystemExit):  # argparse: "expected an int >= 1, got 0"
+        main(["lift", "in.npz", "--out", str(tmp_path / "o"), "--samples", "0"])
+
+
 def test_sequences_longer_than_the_model_are_cut_with_a_warning(tmp_path, stage4_run, cpu_training):
     path = _sequence_file(tmp_path, frames=40, kind="dance")  # the fixture model covers 32 frames
     with pytest.warns(UserWarning, match="lifting the first 32 frames"):

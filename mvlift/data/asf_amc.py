@@ -233,10 +233,16 @@ def load_asf(path: str | Path) -> AsfSkeleton:
                 root_order = tuple(t.upper() for t in toks[1:])
                 bad = [t for t in root_order if t not in ("TX", "TY", "TZ", "RX", "RY", "RZ")]
                 if bad or len(set(root_order)) != len(root_order):
-                    raise MocapFormatError(f"{path}:{lineno}: invalid root order {toks[1:]}")
+                    raise MocapFormatError(
+                        f"{path}:{lineno}: invalid root order {toks[1:]}: expected distinct channels from "
+                        "TX TY TZ RX RY RZ"
+                    )
             elif key == "axis":
                 if len(toks) < 2 or sorted(toks[1].upper()) != ["X", "Y", "Z"]:
-                    raise MocapFormatError(f"{path}:{lineno}: invalid root axis order {toks[1:]}")
+                    raise MocapFormatError(
+                        f"{path}:{lineno}: invalid root axis order {toks[1:]}: expected a permutation "
+                        "of XYZ, e.g. 'axis XYZ'"
+                    )
                 root_axis = toks[1].upper()
             elif key == "position":
                 root_pos = _floats(toks[1:], 3, path, lineno, "root position")
@@ -421,6 +427,11 @@ def forward_kinematics(
     return np.stack([pos[n] for n in asf.joint_names], axis=1)
 
 
+def _bad_rows(values: np.ndarray) -> np.ndarray:
+    """Indices of the rows (frames) of ``values`` (T, n) holding a non-finite value."""
+    return np.flatnonzero(~np.isfinite(values).all(axis=1))
+
+
 def load_amc(
     path: str | Path, asf: AsfSkeleton | str | Path, *, fps: float = CMU_FPS, max_frames: int | None = None
 ) -> Motion:
@@ -534,7 +545,20 @@ def load_amc(
         if not b.dofs:
             continue
         dofs[b.name] = column(b.name) * to_rad if b.name in expected else np.zeros((len(frames), len(b.dofs)))
+    hits = [(int(rows[0]), n) for n, v in {"root": root, **dofs}.items() if len(rows := _bad_rows(v))]
+    if hits:
+        k, name = min(hits)
+        no, _, fr = frames[k]
+        toks, line = fr[name]
+        raise MocapFormatError(
+            f"{path}:{line}: frame {no}: bone {name!r} has a non-finite value in {toks}: every AMC value "
+            "must be a finite number"
+        )
     positions = forward_kinematics(asf, root, dofs)
     if not np.all(np.isfinite(positions)):
-        raise MocapFormatError(f"{path}: non-finite values in the motion data")
+        no, line, _ = frames[int(np.argwhere(~np.isfinite(positions))[0, 0])]
+        raise MocapFormatError(
+            f"{path}:{line}: frame {no}: the values make a joint position non-finite (overflow); check the "
+            "frame's values and the ASF's units"
+        )
     return Motion(positions, fps, asf.joint_names, asf.joint_parents, asf.skeleton, str(path))

@@ -150,7 +150,11 @@ def _parse_hierarchy(lines: list[str], path: Path) -> tuple[BvhHierarchy, int]:
             channels = tuple(take()[0] for _ in range(int(cnt)))
             bad = [c for c in channels if c not in _CHANNELS]
             if bad or len(set(channels)) != len(channels):
-                raise MocapFormatError(f"{path}:{cline}: invalid channels {channels}")
+                what = f"unknown {bad}" if bad else "a repeated name"
+                raise MocapFormatError(
+                    f"{path}:{cline}: invalid CHANNELS {channels} ({what}): expected distinct names from "
+                    f"{_CHANNELS}"
+                )
         idx = len(joints)
         joints.append(BvhJoint(name, parent, offset, channels, ncols, end_site))
         ncols += len(channels)
@@ -187,7 +191,10 @@ def _unit_scale(units: str | float, rest: np.ndarray) -> float:
     if units == "auto":
         extent = float((rest.max(0) - rest.min(0)).max())
         if extent <= 0:
-            raise ValueError("units='auto': the rest pose has zero extent; pass units explicitly")
+            raise ValueError(
+                "units='auto': the rest pose (the OFFSETs) has zero extent, so the unit cannot be guessed; "
+                f"pass units= one of {sorted(UNITS)} or a metres-per-unit float"
+            )
         return min(UNITS.values(), key=lambda s: abs(np.log(extent * s / _TYPICAL_HEIGHT_M)))
     try:
         return UNITS[units]
@@ -263,13 +270,21 @@ def load_bvh(
         values = np.array(rows, dtype=np.float64)
     except ValueError:
         for (lineno, _), r in zip(data, rows, strict=True):
-            try:
-                [float(v) for v in r]
-            except ValueError:
-                raise MocapFormatError(f"{path}:{lineno}: non-numeric value") from None
+            for c, v in enumerate(r):
+                try:
+                    float(v)
+                except ValueError:
+                    raise MocapFormatError(
+                        f"{path}:{lineno}: non-numeric value {v!r} in channel {c} of {len(r)}: "
+                        "expected a number"
+                    ) from None
         raise
     if not np.all(np.isfinite(values)):
-        raise MocapFormatError(f"{path}: non-finite channel values")
+        f, c = (int(i) for i in np.argwhere(~np.isfinite(values))[0])
+        raise MocapFormatError(
+            f"{path}:{data[f][0]}: non-finite value {values[f, c]} in channel {c} of frame {f}: every "
+            "channel must be a finite number"
+        )
 
     scale = _unit_scale(units, hier.rest_positions())
     pos = _fk(hier, values) * scale

@@ -100,7 +100,10 @@ def load_coco_keypoints(path: str | Path, *, track_id: int | None = None, fps: f
             if image_size is None and "image_size" in ann:
                 image_size = _size(ann["image_size"], i, path)
         if not frames:
-            raise MocapFormatError(f"{path}: no annotations")
+            raise MocapFormatError(
+                f"{path}: no annotations (an empty list); expected one object per frame with 'keypoints' "
+                "(17 x [x, y, v]) and 'frame' or 'image_id'"
+            )
         first = min(frames.values())
         num_frames = max(frames.values()) - first + 1
         frame_of = {i: f - first for i, f in frames.items()}
@@ -150,7 +153,12 @@ def load_coco_keypoints(path: str | Path, *, track_id: int | None = None, fps: f
     for i, ann in enumerate(anns):
         kp = _keypoints(ann, i, path, nj)  # validates every annotation, chosen or not
         if not np.all(np.isfinite(kp)):
-            raise MocapFormatError(f"{path}: annotation {i}: non-finite keypoint values")
+            joints = sorted({int(k) // 3 for k in np.flatnonzero(~np.isfinite(kp))})
+            names = [COCO17.joint_names[j] for j in joints]
+            raise MocapFormatError(
+                f"{path}: annotation {i}: non-finite keypoint values at joints {joints} {names}: "
+                "expected finite numbers; write an undetected joint as x = y = 0 with v = 0"
+            )
         try:
             score = float(ann.get("score", -np.inf))
         except (TypeError, ValueError):

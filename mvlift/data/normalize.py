@@ -80,7 +80,10 @@ class Normalization2D:
     def __getitem__(self, index: int) -> Normalization2D:
         """The parameters of sequence ``index`` of a batch."""
         if np.ndim(self.scale) == 0:
-            raise IndexError("these normalisation parameters describe a single sequence")
+            raise IndexError(
+                f"Normalization2D[{index!r}]: these parameters describe a single sequence (scalar scale); "
+                "only the batched parameters of normalize_2d_batch can be indexed"
+            )
         return Normalization2D(self.scale[index], self.offset[index], self.length[index], self.canvas)
 
 
@@ -141,7 +144,10 @@ def normalize_2d_batch(
     elif mask.shape != (b, t) or mask.dtype != torch.bool:
         raise ValueError(f"mask must be a bool array of shape {(b, t)}, got {mask.dtype} {tuple(mask.shape)}")
     if not bool(mask.any(dim=-1).all()):
-        raise ValueError("mask leaves a sequence without any valid frame")
+        empty = torch.nonzero(~mask.any(dim=-1)).flatten().tolist()
+        raise ValueError(
+            f"mask leaves sequences {empty} without any valid frame (True = valid); every sequence needs one"
+        )
     if conf is None:
         valid_j = torch.ones(b, t, j, dtype=torch.bool, device=kp.device)
     else:
@@ -161,7 +167,9 @@ def normalize_2d_batch(
     if bool(bad.any()):
         idx = torch.nonzero(bad).flatten().tolist()
         raise ValueError(
-            f"sequences {idx}: the first frame has no extent (fewer than two distinct confident joints)"
+            f"sequences {idx}: the first valid frame has no extent (fewer than two distinct joints with "
+            "conf > 0), so there is no scale to normalise by; give that frame two distinct confident joints "
+            "or mask it out (mask=)"
         )
     scale = target / rel  # (B,)
     rok = first_ok[:, root_idx]  # (B, R)

@@ -254,7 +254,10 @@ def build_singleview_dataset(
         parts["start"].append(starts[sel].astype(np.int64))
         entry["windows"] = int(len(sel))
     if not clips:
-        raise ValueError("motions is empty")
+        raise ValueError(
+            "motions is empty: expected at least one Motion clip (e.g. from mvlift.data.load_mocap or "
+            "random_motion), got none"
+        )
 
     def cat(key: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         return np.concatenate(parts[key]) if parts[key] else np.zeros((0, *shape), dtype=dtype)

@@ -127,7 +127,14 @@ def check_mask(mask: Any, batch_shape: tuple[int, ...], device: torch.device) ->
         )
     mask = mask.to(device)
     if not bool(mask.any(dim=-1).all()):
-        raise ValueError("mask leaves a sequence without any valid frame")
+        which = (
+            "the sequence"
+            if mask.dim() == 1
+            else f"sequences {torch.nonzero(~mask.any(dim=-1)).flatten().tolist()}"
+        )
+        raise ValueError(
+            f"mask leaves {which} without any valid frame (True = valid); every sequence needs at least one"
+        )
     return mask
 
 

@@ -51,7 +51,10 @@ def read_sequence2d(path: str | Path, *, view: int = 0) -> Sequence2D:
         from mvlift.data.aistpp import load_aist_keypoints2d
 
         return load_aist_keypoints2d(path).view(view)
-    raise ValueError(f"input {path}: expected .npz (mvlift 2D sequence), .json (COCO) or .pkl (AIST++)")
+    raise ValueError(
+        f"input {path}: unknown suffix {path.suffix!r}: expected .npz (mvlift 2D sequence), .json (COCO "
+        "keypoints) or .pkl / .pickle (AIST++ keypoints2d); convert the file or give it its format's suffix"
+    )
 
 
 _FLAG_NAMES = {

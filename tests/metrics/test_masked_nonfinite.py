@@ -184,3 +184,17 @@ def test_fill_masked_takes_the_nearest_valid_frame(seed):
         for t in range(T):
             nearest = min(valid, key=lambda v: (abs(v - t), v))  # ties: the earlier frame
             torch.testing.assert_close(got[b, t], x[b, nearest], rtol=0, atol=0)
+
+
+def test_a_mask_without_valid_frames_names_the_sequences(seed):
+    gen = torch.Generator().manual_seed(seed)
+    pred, gt = _pair(gen, 3)
+    mask = _mask(gen, 3)
+    empty = int(torch.randint(3, (1,), generator=gen))
+    mask[empty] = False
+    with pytest.raises(
+        ValueError, match=rf"mask leaves sequences \[{empty}\] without any valid frame \(True"
+    ):
+        M.mpjpe(pred, gt, mask=mask)
+    with pytest.raises(ValueError, match=r"mask leaves the sequence without any valid frame"):
+        M.pa_mpjpe(pred[empty], gt[empty], mask=mask[empty])

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from mvlift.geometry import ring_epipoles
 from mvlift.data.skeletons import BODY14
+from mvlift.geometry import ring_epipoles
 from mvlift.training import MultiViewDataset, MultiViewMotionDataset, Stage1Dataset, multiview_from_motion
 from mvlift.training.datasets import _RING_SALT
 from mvlift.training.distributed import derive_seed

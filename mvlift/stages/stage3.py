@@ -169,6 +169,7 @@ def _bone_lengths(Y: Tensor, parents: tuple[int, ...]) -> Tensor:
     return (Y[..., child, :] - Y[..., par, :]).norm(dim=-1)  # (B, T, bones)
 
 
+@torch.enable_grad()  # an optimisation of its own: works when called under torch.no_grad()
 def fit_joint_motion(
     X: Tensor,
     parents: tuple[int, ...],

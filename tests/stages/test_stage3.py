@@ -36,6 +36,9 @@ def test_fit_keeps_bones_constant_and_stays_close():
     std_noisy = (noisy[..., child, :] - noisy[..., par, :]).norm(dim=-1).std(dim=1).mean()
     assert std_fit < 0.5 * std_noisy
     assert (Y - X).norm(dim=-1).mean() < 0.02
+    with torch.no_grad():  # lifting runs the fit inside no_grad: the fit must still optimise
+        Y_ng = fit_joint_motion(noisy, BODY14.parents, config=Stage3Config(fit_steps=200, bone_weight=10.0))
+    torch.testing.assert_close(Y_ng, Y)
 
 
 def test_missing_joints_are_ignored_by_the_fit():

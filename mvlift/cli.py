@@ -458,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
         "shipped in the package, trained on CMU clips by mvlift/configs/cmu_cpu.yaml; see its MODEL_CARD.md)",
     )
     sp.add_argument("--out", required=True, help="output folder (created; checked before any work)")
-    sp.add_argument("--steps", type=_int_at_least(1), default=50, help="DDIM steps")
+    sp.add_argument("--steps", type=_int_at_least(1), default=20, help="DDIM steps")
     sp.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     sp.add_argument("--seed", type=_int_at_least(0), default=0, help="sampling seed")
     sp.add_argument(

@@ -234,7 +234,7 @@ def test_help_has_no_markup_and_every_option_is_described_with_its_default():
             assert action.help, (parser.prog, action.dest)
     lift = next(p for p in parsers if p.prog == "mvlift lift")
     text = " ".join(lift.format_help().split())
-    assert "DDIM steps (default: 50)" in text and "sampling seed (default: 0)" in text
+    assert "DDIM steps (default: 20)" in text and "sampling seed (default: 0)" in text
     run = next(p for p in parsers if p.prog == "mvlift run")
     assert "--check" in run.format_help()
     assert "mvlift/configs/demo.yaml" in build_parser().format_help()

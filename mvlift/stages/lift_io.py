@@ -25,6 +25,8 @@ from mvlift.stages.lift import REPROJECTION_OUTLIER, LiftConfig, lift
 from mvlift.stages.lift_input import DEFAULT_MAX_GAP, INPUT_STATUS, format_input_report, prepare_input
 from mvlift.training.checkpoint import load_model
 
+DEFAULT_STEPS = 20
+"""``mvlift lift``'s default :attr:`LiftConfig.steps` (DDIM; 50 lifted worse than 20, :func:`lift_file`)."""
 DEFAULT_SAMPLES = 8
 """``mvlift lift``'s default :attr:`LiftConfig.samples` (measured, :func:`lift_file`)."""
 DEFAULT_INPUT_VIEW_WEIGHT = 100.0
@@ -94,7 +96,7 @@ def lift_file(
     skeleton: str = "body14",
     input_skeleton: str | None = None,
     max_gap: int = DEFAULT_MAX_GAP,
-    steps: int = 50,
+    steps: int = DEFAULT_STEPS,
     device: str = "auto",
     seed: int = 0,
     smpl_model: str | Path | None = None,
@@ -131,7 +133,8 @@ def lift_file(
     ``samples``, ``input_view_weight``, ``smooth_steps``: :class:`mvlift.stages.lift.LiftConfig`. The
     defaults here are the settings measured best with the shipped model on held-out CMU windows
     (benchmarks/RESULTS.md, issue 11): 8 samples triangulated together, the 3D kept on the input's rays
-    (weight 100) and a 100-step joint fit; ``LiftConfig``'s own defaults are the paper's (1, 1.0, 0).
+    (weight 100) and a 100-step joint fit, with 20 DDIM ``steps``; ``LiftConfig``'s own defaults are the
+    paper's (1, 1.0, 0; 50 steps).
 
     With ``smpl_model`` (an SMPL ``.pkl``; the skeleton must be one SMPL maps to,
     ``mvlift.body.SMPL_SKELETONS``) SMPL is then fitted under the VPoser prior to the triangulated joints

@@ -94,9 +94,14 @@ def test_lift_cli_defaults_are_lift_files_measured_defaults(monkeypatch, tmp_pat
     seen = {}
     monkeypatch.setattr(lift_io, "lift_file", lambda *a, **k: seen.update(k) or {"summary": "s"})
     assert main(["lift", "in.npz", "--out", str(tmp_path / "o")]) == 0
-    for name in ("samples", "input_view_weight", "smooth_steps"):
+    for name in ("steps", "samples", "input_view_weight", "smooth_steps"):
         assert seen[name] == defaults[name].default, name
-    assert (seen["samples"], seen["input_view_weight"], seen["smooth_steps"]) == (8, 100.0, 100)
+    assert (seen["steps"], seen["samples"], seen["input_view_weight"], seen["smooth_steps"]) == (
+        20,
+        8,
+        100.0,
+        100,
+    )
     args = ["lift", "in.npz", "--out", str(tmp_path / "o"), "--samples", "3", "--input-view-weight", "2.5"]
     assert main([*args, "--smooth-steps", "0"]) == 0
     assert (seen["samples"], seen["input_view_weight"], seen["smooth_steps"]) == (3, 2.5, 0)

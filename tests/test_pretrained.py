@@ -18,12 +18,19 @@ CARD = Path(__file__).resolve().parents[1] / "mvlift" / "pretrained" / PRETRAINE
 def reference_window_errors(cmu_dir: Path) -> dict[str, float]:
     """MPJPE / PA-MPJPE (mm) of the shipped stage-4 model on the card's reference window: the first 120-frame
     window of the held-out take named in ``card.json``, made exactly as ``cmu_cpu.yaml`` makes its
-    evaluation windows (BODY14, 30 fps, 2 px noise, one random camera, seed 1), lifted with 20 DDIM steps."""
+    evaluation windows (BODY14, 30 fps, 2 px noise, one random camera, seed 1), lifted with ``mvlift lift``'s
+    measured defaults (20 DDIM steps, 8 samples, input-view weight 100, 100-step joint fit)."""
     from mvlift.data.loading import load_mocap
     from mvlift.data.singleview import build_singleview_dataset, load_singleview_dataset, load_singleview_eval
     from mvlift.data.skeletons import BODY14
     from mvlift.metrics import evaluate_sequence
     from mvlift.stages.lift import LiftConfig, lift
+    from mvlift.stages.lift_io import (
+        DEFAULT_INPUT_VIEW_WEIGHT,
+        DEFAULT_SAMPLES,
+        DEFAULT_SMOOTH_STEPS,
+        DEFAULT_STEPS,
+    )
 
     card = json.loads(CARD.read_text())
     ref = card["reference_window"]
@@ -38,7 +45,14 @@ def reference_window_errors(cmu_dir: Path) -> dict[str, float]:
     x = torch.as_tensor(data.keypoints[:1], dtype=torch.float32)
     mask = torch.as_tensor(data.mask[:1])
     with torch.no_grad():
-        res = lift(load_pretrained("stage4"), x, LiftConfig(steps=20, progress=False), mask=mask)
+        config = LiftConfig(
+            steps=DEFAULT_STEPS,
+            progress=False,
+            samples=DEFAULT_SAMPLES,
+            input_view_weight=DEFAULT_INPUT_VIEW_WEIGHT,
+            smooth_steps=DEFAULT_SMOOTH_STEPS,
+        )
+        res = lift(load_pretrained("stage4"), x, config, mask=mask, root=BODY14.root, parents=BODY14.parents)
     valid = gt.window_mask[0] & data.mask[0]
     m = evaluate_sequence(res.joints3d[0].double().numpy(), gt.positions[0], skeleton=BODY14, mask=valid)
     return {"mpjpe": m["mpjpe"], "pa_mpjpe": m["pa_mpjpe"]}

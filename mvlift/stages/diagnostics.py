@@ -227,12 +227,21 @@ def _place_truth_in_ring(
     return moved(p, Y)
 
 
-def _stage4(config: Any, model: torch.nn.Module, data: Any, gt: Any, idx: np.ndarray) -> dict[str, float]:
+def _stage4(
+    config: Any, model: torch.nn.Module, data: Any, gt: Any, idx: np.ndarray, skeleton: Any
+) -> dict[str, float]:
     from mvlift.stages.lift import lift
 
     x = torch.as_tensor(data.keypoints[idx], dtype=torch.float32)
     mask = torch.as_tensor(data.mask[idx]) & torch.as_tensor(gt.window_mask[idx])
-    res = lift(model, x, config.lift, mask=torch.as_tensor(data.mask[idx]))
+    res = lift(
+        model,
+        x,
+        config.lift,
+        mask=torch.as_tensor(data.mask[idx]),
+        parents=tuple(skeleton.parents),
+        root=tuple(skeleton.root),
+    )
     P = res.cameras.P_normalized.double()
     w, h = config.lift.image_size
     errors, input_errors = [], []
@@ -312,7 +321,7 @@ def diagnose(config: Any, *, max_windows: int = 64) -> dict[str, Any]:
         edata = load_singleview_dataset(eval_dir)
         egt = load_singleview_eval(eval_dir)
         with torch.no_grad():
-            out["stage4"] = _stage4(config, m4, edata, egt, _subset(len(edata), max_windows))
+            out["stage4"] = _stage4(config, m4, edata, egt, _subset(len(edata), max_windows), skeleton)
     atomic_write_json(run / "diagnostics.json", out)
     atomic_write_text(run / "diagnostics.md", format_diagnostics(out) + "\n")
     return out

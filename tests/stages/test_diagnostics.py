@@ -78,6 +78,8 @@ def test_micro_run_writes_every_stage_line_and_the_cli_rebuilds_it(
 ):
     path = tmp_path / "micro.yaml"
     micro_config["stage2"].update({"parameterization": "depth", "init": "single_view"})
+    # cmu_cpu.yaml's lifting: several samples and the joint fit (which needs the skeleton's parents)
+    micro_config.setdefault("lift", {}).update({"samples": 2, "input_view_weight": 100.0, "smooth_steps": 5})
     path.write_text(yaml.safe_dump({**micro_config, "out_dir": str(tmp_path / "run")}))
     out = run_pipeline(load_pipeline_config(path))
     diag = out["diagnostics"]

@@ -590,12 +590,13 @@ def train_stage4(config: PipelineConfig) -> torch.nn.Module:
     """Step 4: train the multi-view model on the synthetic data (resumes); returns the EMA model."""
     device = config.resolved_device()
     merge_manifests(_needed(config, "synthetic", "stage4"))  # joins the per-rank manifests of torchrun
+    s3 = config.stage3
     syn = load_shards(config.run_dir / "synthetic", keys=("views", "F", "mask", "joints3d"))
     views = syn["views"]
-    keep = torch.isfinite(views).flatten(1).all(dim=1) & torch.isfinite(syn["joints3d"]).flatten(1).all(dim=1)
+    # the views are projections of joints3d: a sample is usable when what stage 4 trains on is finite
+    keep = torch.isfinite(syn["joints3d"] if s3.rerender else views).flatten(1).all(dim=1)
     if not bool(keep.any()):
         raise ValueError("stage 4: no finite synthetic sample (stage 2/3 failed on every window)")
-    s3 = config.stage3
     if s3.rerender:
         skel = _skeleton(config.data.skeleton)
         ds: MultiViewDataset | MultiViewMotionDataset = MultiViewMotionDataset(

@@ -60,6 +60,11 @@ def _as_mask(mask: Any, n: int, t: int, name: str = "masks") -> Tensor:
     return mask.detach().to("cpu").contiguous()
 
 
+def _check_seed(seed: Any) -> None:
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+
+
 def _split_key(key: int | tuple[int, int], n: int) -> tuple[int, int]:
     if isinstance(key, tuple):
         if len(key) != 2:
@@ -120,8 +125,7 @@ class Stage1Dataset(Dataset):
             raise ValueError(f"p_ring must be in [0, 1], got {p_ring}")
         if not box > 0:
             raise ValueError(f"box must be > 0, got {box}")
-        if not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        _check_seed(seed)
         self.p_ring = float(p_ring)
         self.box = float(box)
         self.seed = seed
@@ -194,8 +198,7 @@ class MultiViewDataset(Dataset):
                 raise ValueError(
                     f"F must have shape (N, K, K, 3, 3) = ({n}, {k}, {k}, 3, 3), got {tuple(self.F.shape)}"
                 )
-        if not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        _check_seed(seed)
         self.seed = seed
 
     def __len__(self) -> int:
@@ -333,8 +336,7 @@ class MultiViewMotionDataset(Dataset):
         if mirror:
             if swap is None or sorted(int(s) for s in swap) != list(range(j)):
                 raise ValueError(f"mirror=True needs swap, a permutation of the J = {j} joints, got {swap!r}")
-        if not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        _check_seed(seed)
         self.num_views, self.radius, self.focal = num_views, float(radius), float(focal)
         self.image_size = tuple(int(s) for s in image_size)
         self.root_joints = None if root_joints is None else [int(r) for r in root_joints]

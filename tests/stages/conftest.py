@@ -55,3 +55,36 @@ _MICRO: dict[str, Any] = {
 def micro_config() -> dict[str, Any]:
     """A fresh (deep) copy of the micro pipeline config, as a dict (without out_dir)."""
     return copy.deepcopy(_MICRO)
+
+
+@pytest.fixture(scope="session")
+def train_tiny_stage4_fn():
+    """:func:`train_tiny_stage4`, for the module-scoped model fixtures of the lifting tests."""
+    return train_tiny_stage4
+
+
+def train_tiny_stage4(out: Any, max_frames: int) -> Any:
+    """A barely trained 4-view BODY14 model checkpoint in ``out`` (2 steps on random views, seed 0), enough to
+    exercise the lifting paths; ``max_frames``: the longest input it takes."""
+    import torch
+
+    from mvlift.data import BODY14
+    from mvlift.models import DenoiserConfig, build_model
+    from mvlift.schedulers import CosineSchedule
+    from mvlift.training import MultiViewDataset, Stage4Objective, TrainConfig, Trainer
+
+    torch.manual_seed(0)
+    views = torch.rand(4, 4, 16, BODY14.num_joints, 2) - 0.5
+    config = DenoiserConfig(
+        num_joints=BODY14.num_joints,
+        kind="multiview",
+        d_model=32,
+        num_layers=1,
+        num_heads=2,
+        ffn_dim=32,
+        dropout=0.0,
+        max_frames=max_frames,
+    )
+    cfg = TrainConfig(batch_size=2, grad_accum=1, max_steps=2, out_dir=str(out), device="cpu", progress=False)
+    Trainer(build_model(config), Stage4Objective(CosineSchedule()), MultiViewDataset(views), cfg).fit()
+    return out

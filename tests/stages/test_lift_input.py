@@ -19,37 +19,17 @@ from mvlift.data.normalize import denormalize_2d
 from mvlift.data.npz import save_sequence2d_npz
 from mvlift.data.skeletons import COCO17, convert, convert_confidence
 from mvlift.geometry import ring_cameras
-from mvlift.models import DenoiserConfig, build_model
-from mvlift.schedulers import CosineSchedule
 from mvlift.stages.lift_input import DEFAULT_MAX_GAP, INPUT_STATUS, prepare_input
 from mvlift.stages.lift_io import lift_file, read_sequence2d
-from mvlift.training import MultiViewDataset, Stage4Objective, TrainConfig, Trainer
 
 CODE = {name: i for i, name in enumerate(INPUT_STATUS)}
 IMAGE = (1920, 1080)
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
+def model_dir(tmp_path_factory, train_tiny_stage4_fn):
     """A barely trained 4-view body14 model covering 128 frames (enough for the 90-frame inputs here)."""
-    out = tmp_path_factory.mktemp("stage4_long")
-    torch.manual_seed(0)
-    views = torch.rand(4, 4, 16, BODY14.num_joints, 2) - 0.5
-    model = build_model(
-        DenoiserConfig(
-            num_joints=14,
-            kind="multiview",
-            d_model=32,
-            num_layers=1,
-            num_heads=2,
-            ffn_dim=32,
-            dropout=0.0,
-            max_frames=128,
-        )
-    )
-    cfg = TrainConfig(batch_size=2, grad_accum=1, max_steps=2, out_dir=str(out), device="cpu", progress=False)
-    Trainer(model, Stage4Objective(CosineSchedule()), MultiViewDataset(views), cfg).fit()
-    return out
+    return train_tiny_stage4_fn(tmp_path_factory.mktemp("stage4_long"), max_frames=128)
 
 
 def body14_pixels(frames: int = 90, kind: str = "dance") -> np.ndarray:

@@ -11,33 +11,13 @@ from mvlift.data import BODY14, generate_motion
 from mvlift.data.motion import Sequence2D
 from mvlift.data.npz import save_sequence2d_npz
 from mvlift.geometry import ring_cameras
-from mvlift.models import DenoiserConfig, build_model
-from mvlift.schedulers import CosineSchedule
 from mvlift.stages.lift_io import lift_file, read_sequence2d
-from mvlift.training import MultiViewDataset, Stage4Objective, TrainConfig, Trainer
 
 
 @pytest.fixture(scope="module")
-def stage4_run(tmp_path_factory):
+def stage4_run(tmp_path_factory, train_tiny_stage4_fn):
     """A (barely) trained 4-view model checkpoint, good enough to exercise the I/O path."""
-    out = tmp_path_factory.mktemp("stage4")
-    torch.manual_seed(0)
-    views = torch.rand(4, 4, 16, BODY14.num_joints, 2) - 0.5
-    model = build_model(
-        DenoiserConfig(
-            num_joints=14,
-            kind="multiview",
-            d_model=32,
-            num_layers=1,
-            num_heads=2,
-            ffn_dim=32,
-            dropout=0.0,
-            max_frames=32,
-        )
-    )
-    cfg = TrainConfig(batch_size=2, grad_accum=1, max_steps=2, out_dir=str(out), device="cpu", progress=False)
-    Trainer(model, Stage4Objective(CosineSchedule()), MultiViewDataset(views), cfg).fit()
-    return out
+    return train_tiny_stage4_fn(tmp_path_factory.mktemp("stage4"), max_frames=32)
 
 
 def _sequence_file(tmp_path, frames: int = 20, kind: str = "walk"):

@@ -55,10 +55,12 @@ def _int_at_least(lo: int):  # noqa: ANN202 - an argparse type
     return parse
 
 
-def _number(lo: float, *, strict: bool = False, hi: float | None = None):  # noqa: ANN202 - an argparse type
+def _number(  # noqa: ANN202 - an argparse type
+    lo: float, *, strict: bool = False, hi: float | None = None, hi_open: bool = True
+):
     bound = f"> {lo}" if strict else f">= {lo}"
     if hi is not None:
-        bound = f"in [{lo}, {hi})"
+        bound = f"in [{lo}, {hi})" if hi_open else f"in [{lo}, {hi}]"
 
     def parse(text: str) -> float:
         import math
@@ -67,7 +69,11 @@ def _number(lo: float, *, strict: bool = False, hi: float | None = None):  # noq
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number {bound}, got {text!r}") from None
-        ok = math.isfinite(value) and (value > lo if strict else value >= lo) and (hi is None or value < hi)
+        ok = (
+            math.isfinite(value)
+            and (value > lo if strict else value >= lo)
+            and (hi is None or value < hi or (not hi_open and value == hi))
+        )
         if not ok:
             raise argparse.ArgumentTypeError(f"expected a number {bound}, got {text}")
         return value
@@ -311,6 +317,7 @@ def cmd_lift(args: argparse.Namespace) -> int:
         samples=args.samples,
         input_view_weight=args.input_view_weight,
         smooth_steps=args.smooth_steps,
+        stage2_weight=args.stage2_weight,
     )
     print(out.pop("summary"))
     for k, v in out.items():
@@ -495,6 +502,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_int_at_least(0),
         default=100,
         help="steps of the joint fit (constant bones, smooth motion) after triangulation; 0 = none",
+    )
+    sp.add_argument(
+        "--stage2-weight",
+        type=_number(0, hi=1, hi_open=False),
+        default=0.5,
+        help="weight of the stage-2 estimate (the stage-1 model of the --model's run) mixed with the "
+        "triangulation before the joint fit; 0 = the stage-4 model alone (the paper)",
     )
     sp.set_defaults(func=cmd_lift)
 

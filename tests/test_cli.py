@@ -111,7 +111,9 @@ def no_lifting(monkeypatch):
 
 
 def _lift(tmp_path, model, *extra):
-    return main(["lift", str(_sequence(tmp_path)), "--model", str(model), "--steps", "2", *extra])
+    """``mvlift lift`` of a bare checkpoint (no run folder around it, so no stage-2 fusion)."""
+    argv = ["lift", str(_sequence(tmp_path)), "--model", str(model), "--steps", "2", "--stage2-weight", "0"]
+    return main([*argv, *extra])
 
 
 def test_lift_with_a_stage1_model_says_it_needs_the_stage4_model(tmp_path, capsys, no_lifting):

@@ -19,7 +19,8 @@ def reference_window_errors(cmu_dir: Path) -> dict[str, float]:
     """MPJPE / PA-MPJPE (mm) of the shipped stage-4 model on the card's reference window: the first 120-frame
     window of the held-out take named in ``card.json``, made exactly as ``cmu_cpu.yaml`` makes its
     evaluation windows (BODY14, 30 fps, 2 px noise, one random camera, seed 1), lifted with ``mvlift lift``'s
-    measured defaults (20 DDIM steps, 8 samples, input-view weight 100, 100-step joint fit)."""
+    measured defaults (20 DDIM steps, 8 samples, input-view weight 100, the mean with the stage-2 estimate of
+    the shipped stage-1 model, 100-step joint fit)."""
     from mvlift.data.loading import load_mocap
     from mvlift.data.singleview import build_singleview_dataset, load_singleview_dataset, load_singleview_eval
     from mvlift.data.skeletons import BODY14
@@ -29,7 +30,9 @@ def reference_window_errors(cmu_dir: Path) -> dict[str, float]:
         DEFAULT_INPUT_VIEW_WEIGHT,
         DEFAULT_SAMPLES,
         DEFAULT_SMOOTH_STEPS,
+        DEFAULT_STAGE2_WEIGHT,
         DEFAULT_STEPS,
+        stage2_fusion_for,
     )
 
     card = json.loads(CARD.read_text())
@@ -51,8 +54,18 @@ def reference_window_errors(cmu_dir: Path) -> dict[str, float]:
             samples=DEFAULT_SAMPLES,
             input_view_weight=DEFAULT_INPUT_VIEW_WEIGHT,
             smooth_steps=DEFAULT_SMOOTH_STEPS,
+            stage2_weight=DEFAULT_STAGE2_WEIGHT,
         )
-        res = lift(load_pretrained("stage4"), x, config, mask=mask, root=BODY14.root, parents=BODY14.parents)
+        fusion = stage2_fusion_for(None, BODY14, "cpu")[0]  # the shipped stage-1 model, its run's stage 2
+        res = lift(
+            load_pretrained("stage4"),
+            x,
+            config,
+            mask=mask,
+            root=BODY14.root,
+            parents=BODY14.parents,
+            stage2=fusion,
+        )
     valid = gt.window_mask[0] & data.mask[0]
     m = evaluate_sequence(res.joints3d[0].double().numpy(), gt.positions[0], skeleton=BODY14, mask=valid)
     return {"mpjpe": m["mpjpe"], "pa_mpjpe": m["pa_mpjpe"]}
@@ -105,6 +118,7 @@ def test_lift_uses_the_shipped_model_by_default_on_a_coco_file(tmp_path, cmu_dir
     assert main(["lift", str(path), "--out", str(tmp_path / "out"), "--steps", "4"]) == 0
     printed = capsys.readouterr().out
     assert f"shipped {PRETRAINED} stage-4 model" in printed
+    assert f"stage1_model: shipped {PRETRAINED} stage-1 model" in printed
     with np.load(tmp_path / "out" / "lifted.npz") as out:
         joints = out["joints3d"]
     assert joints.shape[1:] == (14, 3) and np.isfinite(joints).any()

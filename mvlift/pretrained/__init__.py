@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["PRETRAINED", "pretrained_path", "load_pretrained"]
+__all__ = ["PRETRAINED", "pretrained_path", "load_pretrained", "pretrained_stage2_config"]
 
 PRETRAINED = "cmu_cpu"
 _STAGES = ("stage1", "stage4")
@@ -38,3 +38,14 @@ def load_pretrained(stage: str = "stage4", *, device: str = "cpu"):  # noqa: ANN
     from mvlift.training.checkpoint import load_model
 
     return load_model(pretrained_path(stage), device=device)
+
+
+def pretrained_stage2_config(name: str = PRETRAINED):  # noqa: ANN201 - a Stage2Config
+    """The stage-2 settings of the run that trained the shipped models (``card.json``), which lifting fuses
+    with the shipped stage-1 model (``LiftConfig.stage2_weight``, :mod:`mvlift.stages.fusion`)."""
+    import json
+
+    from mvlift.stages.stage2 import Stage2Config
+
+    card = json.loads(Path(str(resources.files("mvlift") / "pretrained" / name / "card.json")).read_text())
+    return Stage2Config(**card["stage2"]["config"])

@@ -25,6 +25,7 @@ computed from what exists: a run without stage-4 weights gets no stage-4 line.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -234,10 +235,11 @@ def _stage4(
 
     x = torch.as_tensor(data.keypoints[idx], dtype=torch.float32)
     mask = torch.as_tensor(data.mask[idx]) & torch.as_tensor(gt.window_mask[idx])
+    # the generated views are measured; the stage-2 fusion changes only the 3D, so it is left out
     res = lift(
         model,
         x,
-        config.lift,
+        dataclasses.replace(config.lift, stage2_weight=0.0),
         mask=torch.as_tensor(data.mask[idx]),
         parents=tuple(skeleton.parents),
         root=tuple(skeleton.root),

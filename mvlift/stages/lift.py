@@ -32,9 +32,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mvlift._fields import at_least, check_fields, greater_than, one_of
+from mvlift._fields import at_least, check_fields, greater_than, in_range, one_of
 from mvlift.geometry import Cameras
 from mvlift.schedulers import DDIMScheduler, DDPMScheduler, sample
+from mvlift.stages.fusion import Stage2Fusion, fuse_estimates, stage2_estimate
 from mvlift.stages.stage2 import ring_from_config
 from mvlift.stages.stage3 import Stage3Config, fit_joint_motion
 
@@ -67,6 +68,10 @@ class LiftConfig:
             the input view and the generated views of every sample are triangulated together (1 + samples
             * (K-1) views), so the 3D is the least-squares consensus of the samples. ``LiftResult.views``
             is then the mean of the samples' views.
+        stage2_weight: weight ``w`` in [0, 1] of the stage-2 estimate of the same input, mixed with the
+            triangulation as ``(1 - w) X_tri + w X_stage2`` before the joint fit
+            (:mod:`mvlift.stages.fusion`; needs ``lift(..., stage2=Stage2Fusion(...))``). 0 (default, the
+            paper) lifts with the stage-4 model alone.
     """
 
     num_views: int = 4
@@ -88,6 +93,7 @@ class LiftConfig:
     outlier_floor: float = 0.05
     max_gap: int = 8
     samples: int = 1
+    stage2_weight: float = 0.0
 
     def __post_init__(self) -> None:
         zero, positive = at_least(0), greater_than(0)
@@ -108,6 +114,7 @@ class LiftConfig:
             "outlier_floor": zero,
             "max_gap": zero,
             "samples": at_least(1),
+            "stage2_weight": in_range(0.0, 1.0),
         }
         check_fields(self, rules)
 
@@ -125,7 +132,8 @@ class LiftResult:
     ``joints3d`` when ``smooth_steps == 0``; the official bone consistency is scored on it), ``flags``
     (B, T, J) int32 (:class:`mvlift.ops.TriangulationFlag` bits | :data:`REPROJECTION_OUTLIER`), ``rms``
     (B, T, J) reprojection RMS (normalised units), ``repaired`` (B, T, J) bool (invalid points given a
-    value)."""
+    value), ``stage2`` (B, T, J, 3) metres: the stage-2 estimate fused into ``joints3d`` when
+    ``LiftConfig.stage2_weight > 0`` (else None)."""
 
     joints3d: Tensor
     root: Tensor
@@ -136,6 +144,7 @@ class LiftResult:
     flags: Tensor | None = None
     rms: Tensor | None = None
     repaired: Tensor | None = None
+    stage2: Tensor | None = None
 
 
 def inference_ring(config: LiftConfig, *, device: torch.device | str = "cpu") -> Cameras:
@@ -289,6 +298,7 @@ def lift(
     conf: Tensor | None = None,
     parents: tuple[int, ...] | None = None,
     root: tuple[int, ...] = (0,),
+    stage2: Stage2Fusion | None = None,
 ) -> LiftResult:
     """Lift normalised 2D sequences (B, T, J, 2) to 3D world motion with a trained multi-view model.
 
@@ -302,6 +312,8 @@ def lift(
             does not enter its triangulation and the point is not valid; it may be repaired).
         parents: skeleton parents; needed when ``config.smooth_steps > 0``.
         root: joint indices whose mean is the root (e.g. the two hips).
+        stage2: the stage-1 model, stage-2 config and skeleton of the stage-2 estimate; needed when
+            ``config.stage2_weight > 0`` (:mod:`mvlift.stages.fusion`).
 
     Returns:
         :class:`LiftResult` (module docstring: which points are valid, repaired or NaN).
@@ -320,6 +332,11 @@ def lift(
         raise ValueError(f"conf must have shape {(B, T, J)}, got {tuple(conf.shape)}")
     if config.smooth_steps > 0 and parents is None:
         raise ValueError("lift: smooth_steps > 0 needs the skeleton's parents")
+    if config.stage2_weight > 0 and stage2 is None:
+        raise ValueError(
+            f"lift: stage2_weight = {config.stage2_weight} needs stage2=Stage2Fusion(stage-1 model, stage-2 "
+            "config, skeleton); pass it or set stage2_weight to 0"
+        )
     cams = inference_ring(config, device=x_input.device)
     K, n = config.num_views, config.samples
     with torch.no_grad():
@@ -339,11 +356,18 @@ def lift(
         triangulated, raw, valid, repaired, flags, rms = triangulate_repaired(
             tri_views, tri_cams, config, mask=mask, conf=conf, weights=weights
         )
+    s2 = None
+    if config.stage2_weight > 0:
+        assert stage2 is not None
+        s2 = stage2_estimate(stage2, x_input, config, mask=mask, conf=conf)
+        raw = fuse_estimates(raw, valid, s2, config.stage2_weight)
     if config.smooth_steps > 0:
         Y = fit_joint_motion(
             raw, parents, valid=valid, mask=mask, config=Stage3Config(fit_steps=config.smooth_steps)
         )
         X = torch.where((valid | repaired)[..., None], Y, torch.nan)
+    elif s2 is not None:
+        X = torch.where(valid[..., None], raw, triangulated)
     else:
         X = triangulated
     X = X.to(x_input.dtype)
@@ -358,4 +382,5 @@ def lift(
         flags=flags,
         rms=rms,
         repaired=repaired,
+        stage2=None if s2 is None else s2.to(x_input.dtype),
     )

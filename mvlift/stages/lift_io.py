@@ -33,6 +33,53 @@ DEFAULT_INPUT_VIEW_WEIGHT = 100.0
 """``mvlift lift``'s default :attr:`LiftConfig.input_view_weight` (measured, :func:`lift_file`)."""
 DEFAULT_SMOOTH_STEPS = 100
 """``mvlift lift``'s default :attr:`LiftConfig.smooth_steps` (measured, :func:`lift_file`)."""
+DEFAULT_STAGE2_WEIGHT = 0.5
+"""``mvlift lift``'s default :attr:`LiftConfig.stage2_weight`: the plain mean of the stage-4 and stage-2
+estimates (chosen before measuring; measured, :func:`lift_file`)."""
+
+
+def find_run_folder(model_path: str | Path) -> Path | None:
+    """The pipeline run folder a stage-4 ``model_path`` (``RUN/stage4``, its ``checkpoints/`` or one
+    checkpoint file) lies in: the nearest folder at or above it holding ``config.json`` and ``stage1/``;
+    None when there is none."""
+    path = Path(model_path).resolve()
+    for folder in [path, *path.parents][:4]:
+        if (folder / "config.json").is_file() and (folder / "stage1").is_dir():
+            return folder
+    return None
+
+
+def stage2_fusion_for(model_path: str | Path | None, skeleton: Any, device: Any) -> tuple[Any, str]:
+    """The :class:`~mvlift.stages.fusion.Stage2Fusion` that belongs to a stage-4 model, and a description
+    of its stage-1 model: the shipped stage-1 model and its run's stage-2 settings for the shipped stage-4
+    model (``model_path`` None), else ``RUN/stage1`` and ``RUN/config.json``'s ``stage2`` section of the run
+    folder the model lies in (:func:`find_run_folder`).
+
+    Raises:
+        ValueError: ``model_path`` does not lie in a run folder (say how to fix it).
+    """
+    from mvlift.stages.fusion import Stage2Fusion
+
+    if model_path is None:
+        from mvlift.pretrained import PRETRAINED, load_pretrained, pretrained_path, pretrained_stage2_config
+
+        model = load_pretrained("stage1", device=str(device))
+        return Stage2Fusion(model, pretrained_stage2_config(), skeleton), (
+            f"shipped {PRETRAINED} stage-1 model ({pretrained_path('stage1')})"
+        )
+    run = find_run_folder(model_path)
+    if run is None:
+        raise ValueError(
+            f"--model {model_path}: the stage-2 fusion (--stage2-weight > 0) needs the stage-1 model and the "
+            "stage-2 settings of the run that trained this model, but no run folder (with config.json and "
+            "stage1/) holds it; give RUN/stage4 of a pipeline run, or pass --stage2-weight 0"
+        )
+    from mvlift.stages.stage2 import Stage2Config
+
+    cfg = json.loads((run / "config.json").read_text())
+    stage2 = Stage2Config(**{**cfg["stage2"], "progress": True})
+    model = load_model(run / "stage1", device=device)
+    return Stage2Fusion(model, stage2, skeleton), str(run / "stage1")
 
 
 def read_sequence2d(path: str | Path, *, view: int = 0) -> Sequence2D:
@@ -106,6 +153,7 @@ def lift_file(
     samples: int = DEFAULT_SAMPLES,
     input_view_weight: float = DEFAULT_INPUT_VIEW_WEIGHT,
     smooth_steps: int = DEFAULT_SMOOTH_STEPS,
+    stage2_weight: float = DEFAULT_STAGE2_WEIGHT,
 ) -> dict[str, Any]:
     """Lift the 2D sequence in ``input_path`` and write ``out_dir/lifted.npz`` (+ PNG/GIF pictures).
 
@@ -127,14 +175,17 @@ def lift_file(
       (:data:`mvlift.stages.lift_input.INPUT_STATUS`: detected, interpolated, or the reason it was masked);
     - ``tri_flags`` (T, J) int32 (:class:`mvlift.ops.TriangulationFlag` bits | 8 for a reprojection
       outlier, :data:`mvlift.stages.lift.REPROJECTION_OUTLIER`) and ``tri_rms`` (T, J) (normalised units);
+    - ``stage2`` (T, J, 3) metres: the stage-2 estimate fused into ``joints3d`` (when ``stage2_weight > 0``);
     - ``root`` (T, 3), ``views`` (K, T, J, 2) normalised (view 0 = the model's input, with fillers at masked
       joints), ``joint_names``, and ``input_report`` (the JSON report as a string).
 
-    ``samples``, ``input_view_weight``, ``smooth_steps``: :class:`mvlift.stages.lift.LiftConfig`. The
-    defaults here are the settings measured best with the shipped model on held-out CMU windows
-    (benchmarks/RESULTS.md, issue 11): 8 samples triangulated together, the 3D kept on the input's rays
-    (weight 100) and a 100-step joint fit, with 20 DDIM ``steps``; ``LiftConfig``'s own defaults are the
-    paper's (1, 1.0, 0; 50 steps).
+    ``samples``, ``input_view_weight``, ``smooth_steps``, ``stage2_weight``:
+    :class:`mvlift.stages.lift.LiftConfig`. The defaults here are the settings measured best with the
+    shipped model on held-out CMU windows (benchmarks/RESULTS.md, issue 11): 8 samples triangulated
+    together, the 3D kept on the input's rays (weight 100), the mean with the stage-2 estimate of the same
+    input (weight 0.5; the stage-1 model and stage-2 settings of the model's run,
+    :func:`stage2_fusion_for`) and a 100-step joint fit, with 20 DDIM ``steps``; ``LiftConfig``'s own
+    defaults are the paper's (1, 1.0, 0, 0.0; 50 steps).
 
     With ``smpl_model`` (an SMPL ``.pkl``; the skeleton must be one SMPL maps to,
     ``mvlift.body.SMPL_SKELETONS``) SMPL is then fitted under the VPoser prior to the triangulated joints
@@ -192,6 +243,11 @@ def lift_file(
         max_frames=model.config.max_frames,
         where=str(input_path),
     )
+    fusion, stage1_name = None, None
+    if stage2_weight > 0:
+        fusion, stage1_name = stage2_fusion_for(
+            None if model_name.startswith("shipped") else model_path, skel, dev
+        )
     check_output_dir(out_dir, where="--out")  # once the inputs are known good, before the work
     config = LiftConfig(
         steps=steps,
@@ -201,6 +257,7 @@ def lift_file(
         samples=samples,
         input_view_weight=input_view_weight,
         smooth_steps=smooth_steps,
+        stage2_weight=stage2_weight,
     )
     result = lift(
         model,
@@ -210,6 +267,7 @@ def lift_file(
         conf=prep.used.to(dev, torch.float32)[None],
         root=skel.root,
         parents=skel.parents,
+        stage2=fusion,
     )
     valid = result.valid[0].cpu() & ~prep.interpolated
     joints3d = result.joints3d[0].cpu().numpy()
@@ -238,6 +296,8 @@ def lift_file(
         "joint_names": np.asarray(skel.joint_names),
         "input_report": np.asarray(json.dumps(report)),
     }
+    if result.stage2 is not None:
+        arrays["stage2"] = result.stage2[0].cpu().numpy()
     if body is not None:
         arrays.update(_fit_body(result, valid[None], skel, body, steps=smpl_steps, lr=smpl_lr))
     atomic_savez(out / "lifted.npz", arrays)
@@ -249,6 +309,7 @@ def lift_file(
         "report": str(out / "input_report.json"),
         "frames": f"{report['frames_lifted']} of {report['frames_read']}",
         "model": model_name,
+        **({"stage1_model": stage1_name} if stage1_name is not None else {}),
         "summary": format_input_report(report),
     }
     for k in range(result.views.shape[1]):

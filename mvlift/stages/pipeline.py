@@ -42,6 +42,7 @@ from mvlift.atomic import atomic_write_json, atomic_write_text
 from mvlift.baselines.single_view_smpl import SingleViewSMPLConfig
 from mvlift.models import DenoiserConfig, build_model
 from mvlift.schedulers import CosineSchedule
+from mvlift.stages.fusion import Stage2Fusion
 from mvlift.stages.lift import LiftConfig, lift, triangulate_repaired
 from mvlift.stages.shards import ShardedWriter, load_shards, merge_manifests
 from mvlift.stages.stage2 import Stage2Config, optimize_views, sample_views_stage1_only
@@ -237,6 +238,28 @@ class PipelineConfig:
                 f"expected stage3.out_views ({self.stage3.out_views}), the views the stage-4 model is "
                 f"trained on, got {self.lift.num_views}",
             )
+        if self.lift.stage2_weight > 0:
+            self._check_stage2_fusion()
+
+    def _check_stage2_fusion(self) -> None:
+        """``lift.stage2_weight > 0`` fuses stage 2 into lifting (:mod:`mvlift.stages.fusion`): its 3D must
+        be direct (depth parameterisation) and in the lifting ring's frame (camera 0 shared)."""
+        if self.stage2.parameterization != "depth":
+            raise ConfigError(
+                "PipelineConfig",
+                "lift.stage2_weight",
+                "fuses the stage-2 3D into lifting, which needs stage2.parameterization: depth, got "
+                f"{self.stage2.parameterization!r} (or set lift.stage2_weight: 0)",
+            )
+        for name in ("radius", "height", "start_azimuth", "focal", "image_size"):
+            a, b = getattr(self.stage2, name), getattr(self.lift, name)
+            if tuple(np.atleast_1d(a)) != tuple(np.atleast_1d(b)):
+                raise ConfigError(
+                    "PipelineConfig",
+                    f"lift.{name}",
+                    f"expected stage2.{name} ({a!r}): lift.stage2_weight > 0 mixes the two rings' 3D, which "
+                    f"must share camera 0; got {b!r}",
+                )
 
     def _check_model_section(self) -> None:
         """``model`` holds :class:`DenoiserConfig` fields other than those the pipeline sets, valid ones."""
@@ -648,8 +671,10 @@ def evaluate(
 ) -> dict[str, Any]:
     """Step 5: lift the evaluation windows and score them (paper protocol); writes ``metrics.json``/``.md``.
 
-    Methods: ``mvlift`` (stage-4 model + triangulation), ``stage1_only`` (each unseen view sampled
-    independently from the stage-1 model given the input's epipolar lines, then triangulated; when
+    Methods: ``mvlift`` (stage-4 model + triangulation; with ``lift.stage2_weight > 0`` fused with the
+    stage-2 estimate of the same input, :mod:`mvlift.stages.fusion`, whose time it includes),
+    ``stage1_only`` (each unseen view sampled independently from the stage-1 model given the input's
+    epipolar lines, then triangulated; when
     ``config.baselines``), ``stage2_only`` (stage-2 views of the stage-1 model triangulated directly; when
     ``config.baselines``), ``single_view`` (the single-view optimisation baseline of
     :mod:`mvlift.baselines`; when ``config.baselines``) and ``single_view_vposer`` (its SMPL + VPoser
@@ -672,14 +697,28 @@ def evaluate(
     if stage4_model is None:
         stage4_model = load_model(_needed(config, "stage4", "eval"), device=device)
     m4 = stage4_model
+    if stage1_model is None and (config.baselines or config.lift.stage2_weight > 0):
+        stage1_model = load_model(_needed(config, "stage1", "eval"), device=device)
+    fusion = None
+    if config.lift.stage2_weight > 0:
+        assert stage1_model is not None
+        fusion = Stage2Fusion(stage1_model.to(device), config.stage2, skel)
     t0 = time.perf_counter()
     conf_in = torch.as_tensor(data.conf, dtype=torch.float32, device=device)  # dropped joints: not observed
-    res = lift(m4.to(device), x, config.lift, mask=mask, conf=conf_in, root=skel.root, parents=skel.parents)
+    res = lift(
+        m4.to(device),
+        x,
+        config.lift,
+        mask=mask,
+        conf=conf_in,
+        root=skel.root,
+        parents=skel.parents,
+        stage2=fusion,
+    )
     preds["mvlift"] = res.joints3d
     timings["mvlift"] = time.perf_counter() - t0
     if config.baselines:
-        if stage1_model is None:
-            stage1_model = load_model(_needed(config, "stage1", "eval"), device=device)
+        assert stage1_model is not None
         m1 = stage1_model
         refine = config.stage3.refine_iters
         t0 = time.perf_counter()

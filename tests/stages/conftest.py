@@ -64,27 +64,43 @@ def train_tiny_stage4_fn():
 
 
 def train_tiny_stage4(out: Any, max_frames: int) -> Any:
-    """A barely trained 4-view BODY14 model checkpoint in ``out`` (2 steps on random views, seed 0), enough to
-    exercise the lifting paths; ``max_frames``: the longest input it takes."""
+    """A run folder in ``out`` as the pipeline writes it, enough to exercise the lifting paths: a barely
+    trained 4-view BODY14 model (``out/stage4``: 2 steps on random views, seed 0), a barely trained stage-1
+    model (``out/stage1``) and ``out/config.json`` whose stage 2 (depth, single-view start, 2 steps) lifting
+    fuses by default; returns ``out/stage4``. ``max_frames``: the longest input the models take."""
+    from pathlib import Path
+
     import torch
 
+    from mvlift.atomic import atomic_write_json
     from mvlift.data import BODY14
     from mvlift.models import DenoiserConfig, build_model
     from mvlift.schedulers import CosineSchedule
-    from mvlift.training import MultiViewDataset, Stage4Objective, TrainConfig, Trainer
+    from mvlift.stages.pipeline import PipelineConfig
+    from mvlift.stages.stage2 import Stage2Config
+    from mvlift.training import (
+        MultiViewDataset,
+        Stage1Dataset,
+        Stage1Objective,
+        Stage4Objective,
+        TrainConfig,
+        Trainer,
+    )
 
+    out = Path(out)
     torch.manual_seed(0)
     views = torch.rand(4, 4, 16, BODY14.num_joints, 2) - 0.5
-    config = DenoiserConfig(
-        num_joints=BODY14.num_joints,
-        kind="multiview",
-        d_model=32,
-        num_layers=1,
-        num_heads=2,
-        ffn_dim=32,
-        dropout=0.0,
-        max_frames=max_frames,
-    )
-    cfg = TrainConfig(batch_size=2, grad_accum=1, max_steps=2, out_dir=str(out), device="cpu", progress=False)
-    Trainer(build_model(config), Stage4Objective(CosineSchedule()), MultiViewDataset(views), cfg).fit()
-    return out
+    size = dict(d_model=32, num_layers=1, num_heads=2, ffn_dim=32, dropout=0.0, max_frames=max_frames)
+    for kind, objective, data in (
+        ("multiview", Stage4Objective(CosineSchedule()), MultiViewDataset(views)),
+        ("stage1", Stage1Objective(CosineSchedule()), Stage1Dataset(views[:, 0])),
+    ):
+        config = DenoiserConfig(num_joints=BODY14.num_joints, kind=kind, **size)
+        folder = out / ("stage4" if kind == "multiview" else "stage1")
+        cfg = TrainConfig(
+            batch_size=2, grad_accum=1, max_steps=2, out_dir=str(folder), device="cpu", progress=False
+        )
+        Trainer(build_model(config), objective, data, cfg).fit()
+    stage2 = Stage2Config(parameterization="depth", init="single_view", steps=2, progress=False)
+    atomic_write_json(out / "config.json", PipelineConfig(out_dir=str(out), stage2=stage2).to_dict())
+    return out / "stage4"

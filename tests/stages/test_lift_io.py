@@ -74,17 +74,16 @@ def test_lift_cli_defaults_are_lift_files_measured_defaults(monkeypatch, tmp_pat
     seen = {}
     monkeypatch.setattr(lift_io, "lift_file", lambda *a, **k: seen.update(k) or {"summary": "s"})
     assert main(["lift", "in.npz", "--out", str(tmp_path / "o")]) == 0
-    for name in ("steps", "samples", "input_view_weight", "smooth_steps"):
+    names = ("steps", "samples", "input_view_weight", "smooth_steps", "stage2_weight")
+    for name in names:
         assert seen[name] == defaults[name].default, name
-    assert (seen["steps"], seen["samples"], seen["input_view_weight"], seen["smooth_steps"]) == (
-        20,
-        8,
-        100.0,
-        100,
-    )
+    assert tuple(seen[n] for n in names) == (20, 8, 100.0, 100, 0.5)
     args = ["lift", "in.npz", "--out", str(tmp_path / "o"), "--samples", "3", "--input-view-weight", "2.5"]
     assert main([*args, "--smooth-steps", "0"]) == 0
     assert (seen["samples"], seen["input_view_weight"], seen["smooth_steps"]) == (3, 2.5, 0)
+    assert main([*args, "--stage2-weight", "1"]) == 0 and seen["stage2_weight"] == 1.0
+    with pytest.raises(SystemExit):  # argparse: "expected a number in [0, 1], got 1.5"
+        main([*args, "--stage2-weight", "1.5"])
     with pytest.raises(SystemExit):  # argparse: "expected an int >= 1, got 0"
         main(["lift", "in.npz", "--out", str(tmp_path / "o"), "--samples", "0"])
 
@@ -193,3 +192,26 @@ def test_input_view_weight_pulls_the_joints_onto_the_observed_rays(stage4_run, c
     assert errors[1] < 0.2 * errors[0], errors
     with pytest.raises(ValueError, match="input_view_weight: expected a number > 0"):
         LiftConfig(input_view_weight=0.0)
+
+
+def test_lift_file_fuses_the_stage2_of_the_models_run(tmp_path, stage4_run, cpu_training):
+    """By default `mvlift lift` mixes in the stage-2 estimate made with the stage-1 model and stage-2
+    settings of the run the stage-4 model comes from; a checkpoint outside a run folder is a clear error
+    that says how to lift without the fusion."""
+    import shutil
+
+    path = _sequence_file(tmp_path)
+    written = lift_file(path, stage4_run, tmp_path / "out", steps=2)
+    assert written["stage1_model"] == str(stage4_run.parent / "stage1")
+    with np.load(written["lifted"]) as z:
+        assert z["stage2"].shape == (20, 14, 3)
+        assert np.isfinite(z["stage2"]).all()
+    plain = lift_file(path, stage4_run, tmp_path / "plain", steps=2, stage2_weight=0.0)
+    assert "stage1_model" not in plain
+    with np.load(plain["lifted"]) as z:
+        assert "stage2" not in z.files
+    bare = tmp_path / "bare" / "stage4"
+    shutil.copytree(stage4_run, bare)
+    with pytest.raises(ValueError, match=r"no run folder .* or pass --stage2-weight 0"):
+        lift_file(path, bare, tmp_path / "o2", steps=2)
+    assert "stage2" not in np.load(lift_file(path, bare, tmp_path / "o3", steps=2, stage2_weight=0)["lifted"])

@@ -61,6 +61,12 @@ def test_pipeline_end_to_end_and_resume(tmp_path, cpu_training, micro_config):
     assert smoothed["mvlift"]["bone_std"] < metrics["mvlift"]["bone_std"]
     # the official bone consistency is scored on the triangulation before the fit: the same in both runs
     assert smoothed["mvlift"]["bone_ratio"] == pytest.approx(metrics["mvlift"]["bone_ratio"], rel=1e-6)
+    # Lifting fused with the stage-2 estimate (lift.stage2_weight) evaluates with the run's stage-1 model;
+    # the stage-2 settings must then be the depth parameterisation.
+    fused_sets = ["lift.stage2_weight=0.5", "stage2.parameterization=depth", "stage2.init=single_view"]
+    fused = evaluate(load_pipeline_config(path, settings=fused_sets))
+    assert set(fused) == {"mvlift"} and math.isfinite(fused["mvlift"]["mpjpe"])
+    assert fused["mvlift"]["mpjpe"] != pytest.approx(metrics["mvlift"]["mpjpe"])  # the fusion moved the 3D
     table = (run / "metrics.md").read_text()
     for column in ("t_root_paper", "j2d_paper", "bone_ratio"):
         assert column in table and all(column in m for m in metrics.values()), column

@@ -37,7 +37,7 @@ def _readme_text_on(command: str) -> str:
 def test_readme_documents_lift_and_data_show_options():
     parser = build_parser()
     for command, path, needed in (
-        ("lift", ("lift",), {"--skeleton", "--max-gap", "--out", "--model"}),
+        ("lift", ("lift",), {"--skeleton", "--max-gap", "--out", "--model", "--stage2-weight"}),
         ("data show", ("data", "show"), {"--azimuth", "--distance", "--out"}),
     ):
         real = _options(_subparser(parser, *path))

@@ -5,7 +5,9 @@ The input sequence, in the paper's normalised [-1, 1] frame, is taken as view 0 
 multi-view model generates the other K-1 views in one sampling pass (DDIM, few steps, by default) with view 0
 held at the observation (x0 inpainting), and the K views are triangulated with the ring's normalised
 projection matrices. The result is in the ring's world frame (Y up, metres): joints (B, T, J, 3) and the
-root trajectory (B, T, 3).
+root trajectory (B, T, 3). Beyond the paper: several samples triangulated together (``samples``), the input
+view weighted (``input_view_weight``), the mean with the stage-2 estimate of the same input
+(``stage2_weight``, :mod:`mvlift.stages.fusion`) and a joint fit (``smooth_steps``).
 
 Points the triangulation cannot vouch for are never passed on as valid (:func:`triangulate_checked`):
 

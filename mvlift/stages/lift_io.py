@@ -79,6 +79,12 @@ def stage2_fusion_for(model_path: str | Path | None, skeleton: Any, device: Any)
     cfg = json.loads((run / "config.json").read_text())
     stage2 = Stage2Config(**{**cfg["stage2"], "progress": True})
     model = load_model(run / "stage1", device=device)
+    if model.config.kind != "stage1" or model.config.num_joints != skeleton.num_joints:
+        raise ValueError(
+            f"{run / 'stage1'}: expected the run's stage-1 model on {skeleton.num_joints} joints "
+            f"({skeleton.name}), got a {model.config.kind!r} model on {model.config.num_joints} joints; "
+            "pass --stage2-weight 0 to lift without the stage-2 fusion"
+        )
     return Stage2Fusion(model, stage2, skeleton), str(run / "stage1")
 
 
@@ -217,7 +223,8 @@ def lift_file(
                 stacklevel=2,
             )
     seq = read_sequence2d(input_path)
-    if model_path is None:  # the model shipped in the package (mvlift/pretrained/MODEL_CARD.md)
+    shipped = model_path is None
+    if shipped:  # the model shipped in the package (mvlift/pretrained/MODEL_CARD.md)
         from mvlift.pretrained import PRETRAINED, pretrained_path
 
         model_path = pretrained_path("stage4")
@@ -245,9 +252,7 @@ def lift_file(
     )
     fusion, stage1_name = None, None
     if stage2_weight > 0:
-        fusion, stage1_name = stage2_fusion_for(
-            None if model_name.startswith("shipped") else model_path, skel, dev
-        )
+        fusion, stage1_name = stage2_fusion_for(None if shipped else model_path, skel, dev)
     check_output_dir(out_dir, where="--out")  # once the inputs are known good, before the work
     config = LiftConfig(
         steps=steps,

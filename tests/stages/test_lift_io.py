@@ -215,3 +215,7 @@ def test_lift_file_fuses_the_stage2_of_the_models_run(tmp_path, stage4_run, cpu_
     with pytest.raises(ValueError, match=r"no run folder .* or pass --stage2-weight 0"):
         lift_file(path, bare, tmp_path / "o2", steps=2)
     assert "stage2" not in np.load(lift_file(path, bare, tmp_path / "o3", steps=2, stage2_weight=0)["lifted"])
+    shutil.copytree(stage4_run, tmp_path / "bare" / "stage1")  # a run folder whose stage1/ is not stage 1
+    shutil.copy(stage4_run.parent / "config.json", tmp_path / "bare" / "config.json")
+    with pytest.raises(ValueError, match=r"expected the run's stage-1 model on 14 joints .* 'multiview'"):
+        lift_file(path, bare, tmp_path / "o4", steps=2)

@@ -30,7 +30,8 @@ from mvlift.stages.stage2 import Stage2Config, optimize_views
 
 __all__ = ["Stage2Fusion", "fuse_estimates", "stage2_estimate"]
 
-_SHARED_CAMERA_FIELDS = ("radius", "height", "start_azimuth", "focal", "image_size")
+SHARED_CAMERA_FIELDS = ("radius", "height", "start_azimuth", "focal", "image_size")
+"""The ring settings that place camera 0: equal in the stage-2 and lifting configs for a fusion."""
 
 
 @dataclass
@@ -72,7 +73,7 @@ def stage2_estimate(
             "stage-2 fusion needs Stage2Config.parameterization='depth' (its 3D is then direct), got "
             f"{cfg.parameterization!r}; set stage2.parameterization: depth or lift.stage2_weight: 0"
         )
-    for name in _SHARED_CAMERA_FIELDS:
+    for name in SHARED_CAMERA_FIELDS:
         a, b = getattr(cfg, name), getattr(lift_config, name)
         if (tuple(a) if name == "image_size" else a) != (tuple(b) if name == "image_size" else b):
             raise ValueError(

@@ -42,7 +42,7 @@ from mvlift.atomic import atomic_write_json, atomic_write_text
 from mvlift.baselines.single_view_smpl import SingleViewSMPLConfig
 from mvlift.models import DenoiserConfig, build_model
 from mvlift.schedulers import CosineSchedule
-from mvlift.stages.fusion import Stage2Fusion
+from mvlift.stages.fusion import SHARED_CAMERA_FIELDS, Stage2Fusion
 from mvlift.stages.lift import LiftConfig, lift, triangulate_repaired
 from mvlift.stages.shards import ShardedWriter, load_shards, merge_manifests
 from mvlift.stages.stage2 import Stage2Config, optimize_views, sample_views_stage1_only
@@ -251,7 +251,7 @@ class PipelineConfig:
                 "fuses the stage-2 3D into lifting, which needs stage2.parameterization: depth, got "
                 f"{self.stage2.parameterization!r} (or set lift.stage2_weight: 0)",
             )
-        for name in ("radius", "height", "start_azimuth", "focal", "image_size"):
+        for name in SHARED_CAMERA_FIELDS:
             a, b = getattr(self.stage2, name), getattr(self.lift, name)
             if tuple(np.atleast_1d(a)) != tuple(np.atleast_1d(b)):
                 raise ConfigError(

@@ -19,6 +19,7 @@
 #   MVLIFT_GPU_ALL_TOY=1      CPU smoke run at toy sizes (CI): no build, no CUDA tests, every other step tiny
 #   MVLIFT_GPU_ALL_BUDGET     seconds for all steps (default 450 on the GPU, 900 in toy mode)
 #   MVLIFT_GPU_ALL_DATA       the CMU asf/amc folder (default data_cache/cmu_mocap/asfamc, see RESULTS.md)
+#   MVLIFT_GPU_ALL_RUN_DIR    the CMU run's folder (default runs/gpu_all_<basename of OUT_DIR>, git-ignored)
 #   PYTHON                    the interpreter (default python3)
 #
 # On the lent GPU machine (the device tool: at most 8 files come back from $OUT), with the CMU clips carried
@@ -127,7 +128,7 @@ fi
 
 if [[ -d "$DATA" ]]; then
   # The run folder (checkpoints: tens of MB) goes to the git-ignored runs/; its metrics join the logs.
-  RUN_DIR="runs/gpu_all_$(basename "$OUT_DIR")"
+  RUN_DIR=${MVLIFT_GPU_ALL_RUN_DIR:-"runs/gpu_all_$(basename "$OUT_DIR")"}
   SETS=(--set "data.source=$DATA")
   for s in "${RUN_SETTINGS[@]}"; do SETS+=(--set "$s"); done
   run_step cmu_gpu_run "$RUN_CAP" "$PY" -m mvlift.cli run mvlift/configs/cmu_gpu.yaml --out "$RUN_DIR" "${SETS[@]}"

@@ -92,6 +92,7 @@ def test_gpu_all_runs_on_cpu_at_toy_sizes(tmp_path, cmu_dir):
         **os.environ,
         "MVLIFT_GPU_ALL_TOY": "1",
         "MVLIFT_GPU_ALL_DATA": str(clips),
+        "MVLIFT_GPU_ALL_RUN_DIR": str(tmp_path / "run"),  # not the checkout's runs/: a rerun starts afresh
         "PYTHON": sys.executable,
         "MPLBACKEND": "Agg",
         "OMP_NUM_THREADS": "1",

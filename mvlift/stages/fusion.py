@@ -28,10 +28,20 @@ from torch import Tensor
 from mvlift.schedulers import CosineSchedule
 from mvlift.stages.stage2 import Stage2Config, optimize_views
 
-__all__ = ["Stage2Fusion", "fuse_estimates", "stage2_estimate"]
+__all__ = ["SHARED_CAMERA_FIELDS", "Stage2Fusion", "camera0_mismatch", "fuse_estimates", "stage2_estimate"]
 
 SHARED_CAMERA_FIELDS = ("radius", "height", "start_azimuth", "focal", "image_size")
 """The ring settings that place camera 0: equal in the stage-2 and lifting configs for a fusion."""
+
+
+def camera0_mismatch(stage2_config: Any, lift_config: Any) -> str | None:
+    """The first of :data:`SHARED_CAMERA_FIELDS` on which a ``Stage2Config`` and a ``LiftConfig`` differ
+    (their rings' camera 0 then differ, and so the frames of their 3D); None when they agree."""
+    for name in SHARED_CAMERA_FIELDS:
+        a, b = getattr(stage2_config, name), getattr(lift_config, name)
+        if (tuple(a) if name == "image_size" else a) != (tuple(b) if name == "image_size" else b):
+            return name
+    return None
 
 
 @dataclass
@@ -73,13 +83,13 @@ def stage2_estimate(
             "stage-2 fusion needs Stage2Config.parameterization='depth' (its 3D is then direct), got "
             f"{cfg.parameterization!r}; set stage2.parameterization: depth or lift.stage2_weight: 0"
         )
-    for name in SHARED_CAMERA_FIELDS:
+    name = camera0_mismatch(cfg, lift_config)
+    if name is not None:
         a, b = getattr(cfg, name), getattr(lift_config, name)
-        if (tuple(a) if name == "image_size" else a) != (tuple(b) if name == "image_size" else b):
-            raise ValueError(
-                f"stage-2 fusion: stage2.{name} = {a!r} but lift.{name} = {b!r}; the two rings must share "
-                "camera 0 for their 3D to be in one frame (make them equal, or set lift.stage2_weight: 0)"
-            )
+        raise ValueError(
+            f"stage-2 fusion: stage2.{name} = {a!r} but lift.{name} = {b!r}; the two rings must share "
+            "camera 0 for their 3D to be in one frame (make them equal, or set lift.stage2_weight: 0)"
+        )
     if len(fusion.skeleton.parents) != x_input.shape[2]:
         raise ValueError(
             f"stage-2 fusion: the skeleton has {len(fusion.skeleton.parents)} joints, x_input has "

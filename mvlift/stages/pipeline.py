@@ -42,7 +42,7 @@ from mvlift.atomic import atomic_write_json, atomic_write_text
 from mvlift.baselines.single_view_smpl import SingleViewSMPLConfig
 from mvlift.models import DenoiserConfig, build_model
 from mvlift.schedulers import CosineSchedule
-from mvlift.stages.fusion import SHARED_CAMERA_FIELDS, Stage2Fusion
+from mvlift.stages.fusion import Stage2Fusion, camera0_mismatch
 from mvlift.stages.lift import LiftConfig, lift, triangulate_repaired
 from mvlift.stages.shards import ShardedWriter, load_shards, merge_manifests
 from mvlift.stages.stage2 import Stage2Config, optimize_views, sample_views_stage1_only
@@ -251,15 +251,15 @@ class PipelineConfig:
                 "fuses the stage-2 3D into lifting, which needs stage2.parameterization: depth, got "
                 f"{self.stage2.parameterization!r} (or set lift.stage2_weight: 0)",
             )
-        for name in SHARED_CAMERA_FIELDS:
+        name = camera0_mismatch(self.stage2, self.lift)
+        if name is not None:
             a, b = getattr(self.stage2, name), getattr(self.lift, name)
-            if tuple(np.atleast_1d(a)) != tuple(np.atleast_1d(b)):
-                raise ConfigError(
-                    "PipelineConfig",
-                    f"lift.{name}",
-                    f"expected stage2.{name} ({a!r}): lift.stage2_weight > 0 mixes the two rings' 3D, which "
-                    f"must share camera 0; got {b!r}",
-                )
+            raise ConfigError(
+                "PipelineConfig",
+                f"lift.{name}",
+                f"expected stage2.{name} ({a!r}): lift.stage2_weight > 0 mixes the two rings' 3D, which "
+                f"must share camera 0; got {b!r}",
+            )
 
     def _check_model_section(self) -> None:
         """``model`` holds :class:`DenoiserConfig` fields other than those the pipeline sets, valid ones."""
